@@ -1,0 +1,1 @@
+"""The ``chatq`` command: run the stack, the demo, build models, manage keys."""

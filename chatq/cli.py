@@ -1,0 +1,238 @@
+"""The ``chatq`` command line.
+
+    chatq up [--port P] [--workers N] [--postprocessors M]   the whole stack, until Ctrl-C
+    chatq demo                                               the pipeline end to end, then stop
+    chatq model build [--from DIR] [--out DIR] [--force]     build the model the workers run
+    chatq model random --out DIR [--preset tiny]             a random-weight model (tests, benches)
+    chatq db upgrade                                         apply database migrations
+    chatq keys create --name N [--allow CIDR ...] [--json]   issue an API key
+    chatq api | worker | postprocess                         one service in the foreground
+
+Flags become ``CHATQ_*`` variables before the settings are read, so every child process sees
+the same configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+EXIT_USAGE = 2
+
+
+def _set_env(name: str, value: object) -> None:
+    if value is not None:
+        os.environ[f"CHATQ_{name}"] = str(value)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from chatq.stack import Stack
+    from shared.config import get_settings
+    from shared.logs import configure_logging
+
+    _set_env("API_HOST", args.host)
+    _set_env("API_PORT", args.port)
+    _set_env("INFERENCE_WORKERS", args.workers)
+    _set_env("POSTPROCESS_WORKERS", args.postprocessors)
+    _set_env("API_PROCESSES", args.api_processes)
+    settings = get_settings()
+    configure_logging(settings, "chatq-up")
+    stack = Stack(settings)
+    stack.start()
+    stack.wait_ready(timeout_s=120)
+    print(f"chatq is up at {stack.base_url} (Ctrl-C stops it)", flush=True)
+    return stack.run_until_signal()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from chatq.demo import free_port, run_demo
+    from shared.config import get_settings
+    from shared.logs import configure_logging
+    from shared.model_layout import ModelLayout
+    from training.model_build import ModelSource, build_model
+
+    _set_env("API_PORT", args.port or free_port())
+    os.environ.setdefault("CHATQ_LOG_FORMAT", "console")
+    os.environ.setdefault("CHATQ_LOG_LEVEL", "WARNING")  # the answers, not the chatter
+    settings = get_settings()
+    configure_logging(settings, "chatq-demo")
+    if ModelLayout(settings.model_dir).read_manifest() is None:
+        print(f"No model in {settings.model_dir}: building the default one first ...")
+        build_model(ModelSource.default(_cache_dir(settings.model_dir)), settings.model_dir)
+    return run_demo(settings)
+
+
+def _cache_dir(model_dir: Path) -> Path:
+    # beside the models: .chatq/models/default → .chatq/cache
+    return model_dir.parent.parent / "cache"
+
+
+def cmd_model_build(args: argparse.Namespace) -> int:
+    from shared.config import get_settings
+    from shared.logs import configure_logging
+    from training.model_build import ModelSource, build_model
+
+    settings = get_settings()
+    configure_logging(settings.model_copy(update={"log_format": "console"}), "model-build")
+    out = Path(args.out).resolve() if args.out else settings.model_dir
+    source = (
+        ModelSource.from_folder(Path(args.source))
+        if args.source
+        else ModelSource.default(_cache_dir(settings.model_dir))
+    )
+    manifest = build_model(source, out, force=args.force)
+    print(
+        f"model {manifest.name} ({manifest.parameters / 1e6:.1f}M parameters) ready in {out}; "
+        f"ONNX Runtime = PyTorch greedy tokens: {manifest.parity_tokens_identical}"
+    )
+    return 0
+
+
+def cmd_model_random(args: argparse.Namespace) -> int:
+    from training.random_model import build_random_model
+
+    out = build_random_model(Path(args.out), args.preset, seed=args.seed)
+    print(f"random {args.preset} model written to {out}")
+    return 0
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    from shared.config import get_settings
+    from shared.db.migrate import upgrade_database
+
+    settings = get_settings()
+    upgrade_database(settings.database_url)
+    print("database is at the latest revision")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from shared.api_keys import create_api_key
+    from shared.config import get_settings
+    from shared.db.migrate import upgrade_database
+
+    settings = get_settings()
+    upgrade_database(settings.database_url)
+    issued = create_api_key(settings.database_url, args.name, args.allow or ())
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "id": str(issued.id),
+                    "name": issued.name,
+                    "key": issued.key,
+                    "webhook_secret": issued.webhook_secret,
+                    "allowed_cidrs": issued.allowed_cidrs,
+                }
+            )
+        )
+    else:
+        print(f"API key for {issued.name!r} (shown once, store it now):")
+        print(f"  key:            {issued.key}")
+        print(f"  webhook secret: {issued.webhook_secret}")
+        if issued.allowed_cidrs:
+            print(f"  allowed from:   {', '.join(issued.allowed_cidrs)}")
+    return 0
+
+
+def cmd_api(_args: argparse.Namespace) -> int:
+    from chatq.stack import Stack
+    from shared.config import get_settings
+
+    spec = next(s for s in Stack(get_settings()).specs() if s.name == "api")
+    os.execv(spec.argv[0], spec.argv)
+
+
+def cmd_worker(_args: argparse.Namespace) -> int:
+    from services.worker.main import main
+
+    main()
+    return 0
+
+
+def cmd_postprocess(_args: argparse.Namespace) -> int:
+    from chatq.stack import Stack
+    from shared.config import get_settings
+
+    settings = get_settings().model_copy(update={"postprocess_workers": 1})
+    spec = next(s for s in Stack(settings).specs() if s.name.startswith("postprocess"))
+    os.execv(spec.argv[0], spec.argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatq", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="run the whole stack until Ctrl-C")
+    up.add_argument("--host", help="address the API binds (CHATQ_API_HOST)")
+    up.add_argument("--port", type=int, help="API port (CHATQ_API_PORT, default 8000)")
+    up.add_argument("--workers", type=int, help="inference worker processes")
+    up.add_argument("--postprocessors", type=int, help="post-processing worker processes")
+    up.add_argument("--api-processes", type=int, help="gunicorn worker processes")
+    up.set_defaults(handler=cmd_up)
+
+    demo = commands.add_parser("demo", help="run the pipeline end to end on the embedded default")
+    demo.add_argument("--port", type=int, help="API port (default: a free one)")
+    demo.set_defaults(handler=cmd_demo)
+
+    model = commands.add_parser("model", help="build models").add_subparsers(
+        dest="model_command", required=True, metavar="ACTION"
+    )
+    build = model.add_parser("build", help="convert and export a model for the workers")
+    build.add_argument("--from", dest="source", help="a Hugging Face causal LM folder")
+    build.add_argument("--out", help="target folder (default CHATQ_MODEL_DIR)")
+    build.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    build.set_defaults(handler=cmd_model_build)
+    random = model.add_parser("random", help="write a random-weight model folder")
+    random.add_argument("--out", required=True, help="target folder")
+    random.add_argument("--preset", default="tiny", choices=["tiny", "qwen2-0.5b"])
+    random.add_argument("--seed", type=int, default=0)
+    random.set_defaults(handler=cmd_model_random)
+
+    db = commands.add_parser("db", help="database").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
+    )
+    db.add_parser("upgrade", help="apply migrations").set_defaults(handler=cmd_db_upgrade)
+
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION"
+    )
+    create = keys.add_parser("create", help="issue an API key and its webhook secret")
+    create.add_argument("--name", required=True)
+    create.add_argument("--allow", action="append", metavar="CIDR", help="allowed network")
+    create.add_argument("--json", action="store_true", help="print JSON for scripts")
+    create.set_defaults(handler=cmd_keys_create)
+
+    for name, handler, text in (
+        ("api", cmd_api, "run the API (gunicorn) in the foreground"),
+        ("worker", cmd_worker, "run one inference worker in the foreground"),
+        ("postprocess", cmd_postprocess, "run one post-processing worker in the foreground"),
+    ):
+        commands.add_parser(name, help=text).set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a model hub
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ValidationError as error:
+        print(f"chatq: invalid configuration:\n{error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, RuntimeError, FileNotFoundError) as error:
+        print(f"chatq: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

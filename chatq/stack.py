@@ -1,0 +1,172 @@
+"""The whole stack as child processes: gunicorn (API), inference workers, Celery post-processors.
+
+``chatq up`` and ``chatq demo`` use it. Children inherit the environment, so they read the same
+settings; command-line flags are turned into ``CHATQ_*`` variables before they start. If one
+child dies the stack stops (a supervisor such as Compose or Kubernetes restarts it instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from shared.config import Settings
+from shared.db.migrate import upgrade_database
+from shared.logs import get_logger
+from shared.messaging.broker import broker_connection
+from shared.messaging.topology import POSTPROCESS_QUEUE_NAME, WEBHOOK_QUEUE_NAME, declare_topology
+from shared.model_layout import ModelLayout
+
+log = get_logger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # Children must not outlive a stack that was killed outright (kill -9, a crashed test).
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: list[str]
+
+
+class StackError(RuntimeError):
+    pass
+
+
+class Stack:
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.env = {**os.environ, **(env or {})}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    def specs(self) -> list[ProcessSpec]:
+        s = self.settings
+        python = sys.executable
+        specs = [
+            ProcessSpec(
+                "api",
+                [
+                    python, "-m", "gunicorn", "services.api.wsgi:app",
+                    "--bind", f"{s.api_host}:{s.api_port}",
+                    "--workers", str(s.api_processes),
+                    "--threads", str(s.api_threads),
+                    "--worker-class", "gthread",
+                    "--graceful-timeout", "30",
+                    "--log-level", s.log_level.lower(),
+                ],
+            )
+        ]  # fmt: skip
+        specs += [
+            ProcessSpec(f"worker-{i}", [python, "-m", "services.worker"])
+            for i in range(s.inference_workers)
+        ]
+        specs += [
+            ProcessSpec(
+                f"postprocess-{i}",
+                [
+                    # root in containers is the operator's choice, not news at every start
+                    python, "-W", "ignore:::celery.platforms",
+                    "-m", "celery", "--quiet", "-A", "services.postprocess.celery_app", "worker",
+                    "--pool", "threads",
+                    "--concurrency", str(s.postprocess_concurrency),
+                    "--queues", f"{POSTPROCESS_QUEUE_NAME},{WEBHOOK_QUEUE_NAME}",
+                    "--hostname", f"postprocess-{i}-{s.api_port}@%h",
+                    "--without-gossip", "--without-mingle", "--without-heartbeat",
+                    "--loglevel", s.log_level.upper(),
+                ],
+            )
+            for i in range(s.postprocess_workers)
+        ]  # fmt: skip
+        return specs
+
+    def prepare(self) -> None:
+        """Everything the processes need before they start: schema, queues, a built model."""
+        if self.settings.inference_workers:
+            ModelLayout(self.settings.model_dir).require_manifest()
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade_database(self.settings.database_url)
+        with broker_connection(self.settings) as connection:
+            connection.ensure_connection(max_retries=3)
+            declare_topology(connection)
+
+    def start(self) -> None:
+        self.prepare()
+        for spec in self.specs():
+            self.processes[spec.name] = subprocess.Popen(
+                spec.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent
+            )
+            log.info("process_started", process=spec.name, pid=self.processes[spec.name].pid)
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Until the API answers /readyz (or a child dies, or ``timeout_s`` passes)."""
+        give_up_at = time.monotonic() + timeout_s
+        while time.monotonic() < give_up_at:
+            self.check_alive()
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise StackError(f"the API was not ready at {self.base_url} within {timeout_s:g} s")
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            code = process.poll()
+            if code is not None:
+                raise StackError(f"{name} exited with status {code}; its log is above")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM everything (each finishes what it holds), then SIGKILL what is left."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        give_up_at = time.monotonic() + timeout_s
+        for name, process in self.processes.items():
+            try:
+                process.wait(timeout=max(0.1, give_up_at - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("process_killed", process=name)
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+    def run_until_signal(self) -> int:
+        """Serve until SIGINT/SIGTERM (exit 0) or until a child dies (exit 1)."""
+        stopping = False
+
+        def request_stop(_signum: int, _frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        try:
+            while not stopping:
+                self.check_alive()
+                time.sleep(0.2)
+        except StackError as error:
+            log.error("stack_failed", error=str(error))
+            return 1
+        finally:
+            log.info("stack_stopping")
+            self.stop()
+        return 0

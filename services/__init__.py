@@ -1,0 +1,1 @@
+"""The three chatq services. They never import each other; they share only ``shared``."""

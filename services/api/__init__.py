@@ -1,0 +1,1 @@
+"""The HTTP API (Flask): accepts jobs, answers polls. Never imports torch or onnxruntime."""

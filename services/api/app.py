@@ -1,0 +1,29 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from services.api.chat.views import blueprint as chat_blueprint
+from services.api.context import EXTENSION_KEY, ApiContext
+from services.api.health.views import blueprint as health_blueprint
+from services.api.jobs.views import blueprint as jobs_blueprint
+from services.api.problems import register_problem_handlers
+from services.api.publisher import JobPublisher
+from shared.config import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask("chatq")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if settings.api_trusted_proxies:
+        # the client address for IP allowlists comes from X-Forwarded-For set by our proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.api_trusted_proxies)  # type: ignore[method-assign]
+    app.extensions[EXTENSION_KEY] = ApiContext(settings, JobPublisher(settings))
+    register_problem_handlers(app)
+    for blueprint in (jobs_blueprint, chat_blueprint, health_blueprint):
+        app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,52 @@
+"""``POST /v1/chat``: submit and wait, for callers that want one round trip.
+
+It is an ordinary job underneath (queued, batched, stored, visible at ``/v1/jobs/{id}``); only
+the waiting happens in the server.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from services.api.auth import current_caller, require_api_key
+from services.api.chat.protocol import ChatRequest
+from services.api.context import api_context
+from services.api.jobs.protocol import JobCreate
+from services.api.jobs.service import request_fingerprint, submit_job, wait_for_job
+from services.api.jobs.views import job_response
+from services.api.problems import Problem
+from services.api.request_body import parse_json_body
+from shared.db.models import JobStatus
+
+blueprint = Blueprint("chat", __name__, url_prefix="/v1")
+
+
+@blueprint.post("/chat")
+@require_api_key
+def chat() -> Response:
+    ctx = api_context()
+    chat_in = parse_json_body(ChatRequest)
+    job_in = JobCreate.model_construct(**dict(chat_in))
+    submission = submit_job(
+        ctx,
+        current_caller(),
+        job_in,
+        fingerprint=request_fingerprint("chat", job_in),
+        idempotency_key=request.headers.get("Idempotency-Key"),
+    )
+    job_id = submission.job.id
+    job = wait_for_job(ctx, current_caller(), job_id, ctx.settings.chat_timeout_s)
+    link = f"/v1/jobs/{job_id}"
+    if job is None or not job.status.is_terminal:
+        raise Problem(
+            504, "timeout", "Timed out",
+            f"No answer within {ctx.settings.chat_timeout_s:g} s; the job goes on: poll {link}.",
+            job_id=str(job_id), headers={"Location": link},
+        )  # fmt: skip
+    if job.status is not JobStatus.COMPLETED:
+        raise Problem(
+            502, "job-failed", "The job failed",
+            f"The job ended {job.status.value}: {(job.error or {}).get('message', 'no reason')}.",
+            job_id=str(job_id), status_of_job=job.status.value,
+        )  # fmt: skip
+    return job_response(job, 200)

@@ -1,0 +1,199 @@
+"""The work behind the job endpoints: submit (idempotent, durable), load, wait."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.api.auth import Caller
+from services.api.context import ApiContext
+from services.api.jobs.protocol import JobCreate
+from services.api.problems import Problem
+from shared.db.engine import session_scope
+from shared.db.models import ChatSession, Job, JobStatus, OutboxMessage, utcnow
+from shared.logs import get_logger
+from shared.messaging.schemas import ChatTurn, GenerationParams, InferenceRequest
+from shared.webhook_urls import WebhookUrlError, check_webhook_url
+
+log = get_logger(__name__)
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    created: bool  # False: an earlier request with the same Idempotency-Key made it
+
+
+def request_fingerprint(endpoint: str, job_in: JobCreate) -> str:
+    """Same endpoint and same body (after validation) → same fingerprint."""
+    return hashlib.sha256(f"{endpoint}\n{job_in.model_dump_json()}".encode()).hexdigest()
+
+
+def submit_job(
+    ctx: ApiContext,
+    caller: Caller,
+    job_in: JobCreate,
+    *,
+    fingerprint: str,
+    idempotency_key: str | None,
+) -> Submission:
+    """Store the job and its inference request together, then publish the request.
+
+    The job is accepted once that transaction commits: if the publish is not confirmed, the
+    request stays in the outbox and the relay publishes it later.
+    """
+    settings = ctx.settings
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise Problem(
+            400, "invalid-idempotency-key", "Invalid Idempotency-Key",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters.",
+        )  # fmt: skip
+    if job_in.webhook_url is not None:
+        try:
+            check_webhook_url(job_in.webhook_url, allow_private=settings.webhook_allow_private)
+        except WebhookUrlError as error:
+            raise Problem(
+                422, "invalid-webhook-url", "Webhook URL refused", f"webhook_url {error}.",
+            ) from None  # fmt: skip
+
+    try:
+        return _store_and_publish(ctx, caller, job_in, fingerprint, idempotency_key)
+    except IntegrityError:
+        # Another request with the same Idempotency-Key committed first: answer as a replay.
+        if idempotency_key is None:
+            raise
+        with session_scope(settings.database_url) as session:
+            existing = _job_by_idempotency_key(session, caller, idempotency_key)
+        if existing is None:
+            raise
+        return _replay(existing, fingerprint)
+
+
+def _store_and_publish(
+    ctx: ApiContext,
+    caller: Caller,
+    job_in: JobCreate,
+    fingerprint: str,
+    idempotency_key: str | None,
+) -> Submission:
+    settings = ctx.settings
+    now = utcnow()
+    with session_scope(settings.database_url) as session:
+        if idempotency_key is not None:
+            existing = _job_by_idempotency_key(session, caller, idempotency_key)
+            if existing is not None:
+                return _replay(existing, fingerprint)
+        chat_session = (
+            _session_for(session, caller, job_in.session_id) if job_in.session_id else None
+        )
+        job = Job(
+            id=uuid.uuid4(),
+            api_key_id=caller.key_id,
+            session=chat_session,
+            status=JobStatus.QUEUED,
+            query=job_in.query,
+            history=[turn.model_dump() for turn in job_in.history],
+            params=job_in.params.model_dump(),
+            metadata_=job_in.metadata,
+            webhook_url=job_in.webhook_url,
+            priority=job_in.priority,
+            deadline_at=now + timedelta(seconds=job_in.deadline_s) if job_in.deadline_s else None,
+            idempotency_key=idempotency_key,
+            request_hash=fingerprint,
+            created_at=now,
+            updated_at=now,
+        )
+        request = InferenceRequest(
+            job_id=job.id,
+            query=job.query,
+            history=[ChatTurn(role=t.role, content=t.content) for t in job_in.history],
+            session_id=chat_session.id if chat_session else None,
+            params=GenerationParams(
+                max_new_tokens=job_in.params.max_new_tokens or settings.default_max_new_tokens,
+                temperature=job_in.params.temperature,
+                top_p=job_in.params.top_p,
+                seed=job_in.params.seed,
+            ),
+            priority=job.priority,
+            deadline_at=job.deadline_at,
+            submitted_at=now,
+        )
+        payload = request.model_dump(mode="json")
+        outbox = OutboxMessage(
+            job_id=job.id, payload=payload, priority=job.priority, created_at=now
+        )
+        session.add(job)
+        session.flush()  # the job row first: the outbox row refers to it
+        session.add(outbox)
+        session.flush()
+        outbox_id = outbox.id
+
+    try:
+        ctx.publisher.publish(payload, job.priority)
+    except Exception as error:
+        # Accepted all the same: the job and its request are stored, and the relay will publish.
+        log.warning("publish_deferred_to_outbox", job_id=str(job.id), error=repr(error))
+    else:
+        with session_scope(settings.database_url) as session:
+            session.execute(delete(OutboxMessage).where(OutboxMessage.id == outbox_id))
+    return Submission(job, created=True)
+
+
+def _job_by_idempotency_key(session: Session, caller: Caller, key: str) -> Job | None:
+    return session.scalar(
+        select(Job).where(Job.api_key_id == caller.key_id, Job.idempotency_key == key)
+    )
+
+
+def _replay(existing: Job, fingerprint: str) -> Submission:
+    if existing.request_hash != fingerprint:
+        raise Problem(
+            409, "idempotency-key-reused", "Idempotency-Key reused",
+            "This Idempotency-Key was used with a different request body.", job_id=str(existing.id),
+        )  # fmt: skip
+    return Submission(existing, created=False)
+
+
+def _session_for(session: Session, caller: Caller, external_id: str) -> ChatSession:
+    """The caller's session named ``external_id``, created on first use."""
+    query = select(ChatSession).where(
+        ChatSession.api_key_id == caller.key_id, ChatSession.external_id == external_id
+    )
+    found = session.scalar(query)
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            created = ChatSession(api_key_id=caller.key_id, external_id=external_id)
+            session.add(created)
+        return created
+    except IntegrityError:
+        # created concurrently by another request of the same caller
+        return session.scalars(query).one()
+
+
+def load_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> Job | None:
+    with session_scope(ctx.settings.database_url) as session:
+        return session.scalar(select(Job).where(Job.id == job_id, Job.api_key_id == caller.key_id))
+
+
+def wait_for_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID, wait_s: float) -> Job | None:
+    """The job, once it is terminal or ``wait_s`` has passed, whichever comes first."""
+    give_up_at = time.monotonic() + wait_s
+    interval = 0.01
+    while True:
+        job = load_job(ctx, caller, job_id)
+        remaining = give_up_at - time.monotonic()
+        if job is None or job.status.is_terminal or remaining <= 0:
+            return job
+        time.sleep(min(interval, remaining))
+        interval = min(interval * 1.5, 0.1)

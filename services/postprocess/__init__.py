@@ -1,0 +1,1 @@
+"""Post-processing: stores results and transcripts, delivers webhooks (Celery)."""

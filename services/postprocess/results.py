@@ -1,0 +1,138 @@
+"""Storing an inference outcome: the job's result, its transcript and its webhook event, in one
+transaction, exactly once however often the outcome is redelivered."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.db.engine import session_scope
+from shared.db.models import (
+    ChatSession,
+    DeliveryStatus,
+    Job,
+    JobStatus,
+    Message,
+    WebhookDelivery,
+    utcnow,
+)
+from shared.job_view import JobView
+from shared.logs import get_logger
+from shared.messaging.schemas import InferenceOutcome
+
+log = get_logger(__name__)
+
+EVENT_FOR_STATUS = {
+    JobStatus.COMPLETED: "job.completed",
+    JobStatus.FAILED: "job.failed",
+    JobStatus.EXPIRED: "job.failed",
+}
+
+
+def new_delivery_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def webhook_payload(event_type: str, job: Job, now: datetime) -> dict[str, object]:
+    """The Standard Webhooks envelope: ``type``, ``timestamp`` and the job as ``data``."""
+    return {
+        "type": event_type,
+        "timestamp": now.isoformat(),
+        "data": JobView.from_job(job).model_dump(mode="json"),
+    }
+
+
+def record_outcome(database_url: str, outcome: InferenceOutcome) -> list[str]:
+    """Store ``outcome``; return the ids of webhook deliveries to attempt now.
+
+    A job already in a terminal state (a redelivered outcome, or a job cancelled meanwhile) is
+    left as it is; its still-unattempted deliveries are returned again, in case the process that
+    stored it died before handing them on.
+    """
+    with session_scope(database_url) as session:
+        job = session.scalars(
+            select(Job).where(Job.id == outcome.job_id).with_for_update()
+        ).one_or_none()
+        if job is None:
+            log.warning("outcome_for_unknown_job", job_id=str(outcome.job_id))
+            return []
+        if job.status.is_terminal:
+            log.info("outcome_already_recorded", job_id=str(job.id), status=job.status.value)
+            return _unattempted_deliveries(session, job.id)
+
+        now = utcnow()
+        job.status = JobStatus(outcome.status)
+        job.completed_at = now
+        job.error = outcome.error.model_dump() if outcome.error else None
+        if outcome.status == "completed":
+            job.response = outcome.response
+            job.route = outcome.route
+            job.usage = outcome.usage.model_dump() if outcome.usage else None
+            job.engine = outcome.engine.model_dump() if outcome.engine else None
+            if outcome.timings:
+                timings = outcome.timings.model_copy(
+                    update={"total_ms": round((now - job.created_at).total_seconds() * 1000, 3)}
+                )
+                job.timings = timings.model_dump()
+                job.batch_size = timings.batch_size
+            _write_transcript(session, job, outcome, now)
+
+        deliveries = []
+        if job.webhook_url:
+            event_type = EVENT_FOR_STATUS[job.status]
+            delivery = WebhookDelivery(
+                id=new_delivery_id(),
+                job_id=job.id,
+                api_key_id=job.api_key_id,
+                event_type=event_type,
+                url=job.webhook_url,
+                payload=webhook_payload(event_type, job, now),
+                status=DeliveryStatus.PENDING,
+                next_attempt_at=now,
+            )
+            session.add(delivery)
+            deliveries.append(delivery.id)
+        log.info("job_finished", job_id=str(job.id), status=job.status.value)
+        return deliveries
+
+
+def _write_transcript(session: Session, job: Job, outcome: InferenceOutcome, now: datetime) -> None:
+    session.add_all(
+        [
+            Message(
+                job_id=job.id,
+                session_id=job.session_id,
+                position=0,
+                role="user",
+                content=job.query,
+                created_at=job.created_at,
+            ),
+            Message(
+                job_id=job.id,
+                session_id=job.session_id,
+                position=1,
+                role="assistant",
+                content=outcome.response or "",
+                created_at=now,
+            ),
+        ]
+    )
+    if job.session_id is not None:
+        chat_session = session.get(ChatSession, job.session_id)
+        if chat_session is not None:
+            chat_session.last_activity_at = now
+
+
+def _unattempted_deliveries(session: Session, job_id: uuid.UUID) -> list[str]:
+    return list(
+        session.scalars(
+            select(WebhookDelivery.id).where(
+                WebhookDelivery.job_id == job_id,
+                WebhookDelivery.status == DeliveryStatus.PENDING,
+                WebhookDelivery.attempt_count == 0,
+            )
+        )
+    )

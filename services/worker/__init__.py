@@ -1,0 +1,1 @@
+"""The inference worker: consumes ``chat.inference`` in batches and runs the model."""

@@ -1,0 +1,200 @@
+"""The inference consumer: broker messages in, batches to the engine, outcomes out, then acks.
+
+Two threads. The consumer thread owns the broker channel: it drains deliveries into the batcher,
+keeps heartbeats going while the model runs, and acknowledges. The engine thread takes batches,
+runs them, sends each outcome to post-processing and only then asks for the acks, so a message
+is acknowledged only once its result is safely handed on.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+from kombu import Connection, Message
+from pydantic import ValidationError
+
+from services.worker.batcher import DynamicBatcher
+from services.worker.inference import BatchProcessor
+from shared.config import Settings
+from shared.logs import get_logger
+from shared.messaging.broker import broker_connection
+from shared.messaging.schemas import InferenceOutcome, InferenceRequest
+from shared.messaging.topology import (
+    FINALIZE_JOB_TASK,
+    INFERENCE_QUEUE,
+    POSTPROCESS_QUEUE_NAME,
+    declare_topology,
+)
+
+log = get_logger(__name__)
+
+RECONNECT_BACKOFF_S = (0.5, 1, 2, 5, 10)
+
+
+class OutcomeSender(Protocol):
+    def send(self, outcome: InferenceOutcome) -> None: ...
+
+
+class Settlement(Enum):
+    ACK = "ack"
+    REQUEUE = "requeue"  # could not be handled now (database down, engine error): try again
+    REJECT = "reject"  # can never be handled: to the dead-letter exchange
+
+
+@dataclass
+class PendingJob:
+    request: InferenceRequest
+    message: Message
+    received_at: float = field(default_factory=time.monotonic)
+
+
+class InferenceConsumer:
+    def __init__(
+        self, settings: Settings, processor: BatchProcessor, sender: OutcomeSender
+    ) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.sender = sender
+        self.batcher: DynamicBatcher[PendingJob] = DynamicBatcher(
+            settings.max_batch_size, settings.max_wait_ms / 1000
+        )
+        self._settlements: queue.SimpleQueue[tuple[Message, Settlement]] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._engine_thread = threading.Thread(target=self._engine_loop, name="engine", daemon=True)
+
+    def stop(self) -> None:
+        """Finish the batch being generated, stop consuming, return from ``run``."""
+        self._stopping.set()
+
+    def run(self) -> None:
+        self._engine_thread.start()
+        failures = 0
+        while not self._stopping.is_set():
+            connection = broker_connection(self.settings, heartbeat=30)
+            lost = (
+                OSError,
+                *connection.recoverable_connection_errors,
+                *connection.recoverable_channel_errors,
+            )
+            try:
+                with connection:
+                    self._consume(connection)
+                    failures = 0
+            except lost as error:
+                # The broker redelivers whatever the dead channel held: drop our copies.
+                dropped = self.batcher.clear()
+                delay = RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)]
+                failures += 1
+                log.warning(
+                    "broker_connection_lost", error=repr(error), dropped=dropped, retry_in_s=delay
+                )
+                self._stopping.wait(delay)
+        self.batcher.close()
+        self._engine_thread.join()
+
+    def _consume(self, connection: Connection) -> None:
+        connection.ensure_connection(max_retries=1)
+        declare_topology(connection)
+        channel = connection.channel()
+        consumer = connection.Consumer(
+            channel=channel,
+            queues=[INFERENCE_QUEUE],
+            callbacks=[self._on_message],
+            accept=["json"],
+            prefetch_count=self.settings.effective_prefetch_count,
+        )
+        consumer.consume()
+        log.info(
+            "consuming",
+            queue=INFERENCE_QUEUE.name,
+            prefetch=self.settings.effective_prefetch_count,
+            max_batch_size=self.settings.max_batch_size,
+        )
+        try:
+            while not self._stopping.is_set():
+                try:
+                    connection.drain_events(timeout=0.05)
+                except TimeoutError:
+                    connection.heartbeat_check()
+                self._settle()
+            consumer.cancel()
+            # Let the batch on the engine finish and acknowledge it before the channel closes;
+            # what is still waiting in the batcher goes back to the queue with the channel.
+            self.batcher.close()
+            self._engine_thread.join()
+            self._settle()
+        finally:
+            channel.close()
+
+    def _on_message(self, body: Any, message: Message) -> None:
+        try:
+            request = InferenceRequest.model_validate(body)
+        except ValidationError as error:
+            log.error("message_rejected", reason="invalid inference request", error=str(error))
+            message.reject()
+            return
+        self.batcher.put(PendingJob(request, message))
+
+    def _settle(self) -> None:
+        while True:
+            try:
+                message, settlement = self._settlements.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                if settlement is Settlement.ACK:
+                    message.ack()
+                elif settlement is Settlement.REQUEUE:
+                    message.requeue()
+                else:
+                    message.reject()
+            except Exception as error:
+                # Its channel died meanwhile: the broker will redeliver the message, and
+                # redelivered jobs are idempotent.
+                log.warning("settle_failed", settlement=settlement.value, error=repr(error))
+
+    def _engine_loop(self) -> None:
+        while True:
+            batch = self.batcher.next_batch(idle_timeout_s=0.2)
+            if batch is None:
+                return
+            if batch:
+                self._run_batch(batch)
+
+    def _run_batch(self, batch: list[PendingJob]) -> None:
+        try:
+            outcomes = self.processor.process([pending.request for pending in batch])
+        except Exception:
+            log.exception("batch_failed", batch_size=len(batch))
+            for pending in batch:
+                self._settlements.put((pending.message, Settlement.REQUEUE))
+            time.sleep(1)  # do not spin on a persistent failure (database down, say)
+            return
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            settlement = Settlement.ACK
+            if outcome is not None:
+                try:
+                    self.sender.send(outcome)
+                except Exception:
+                    log.exception("outcome_send_failed", job_id=str(outcome.job_id))
+                    settlement = Settlement.REQUEUE
+            self._settlements.put((pending.message, settlement))
+
+
+class CeleryOutcomeSender:
+    """Sends outcomes to the post-processing service's ``finalize_job`` task, by name."""
+
+    def __init__(self, celery_app: Any) -> None:
+        self.celery = celery_app
+
+    def send(self, outcome: InferenceOutcome) -> None:
+        self.celery.send_task(
+            FINALIZE_JOB_TASK,
+            args=[outcome.model_dump(mode="json")],
+            queue=POSTPROCESS_QUEUE_NAME,
+        )

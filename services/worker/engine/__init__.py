@@ -1,0 +1,26 @@
+"""Engines: ONNX Runtime for production, PyTorch as the reference."""
+
+from __future__ import annotations
+
+from services.worker.engine.base import Engine, GenerationRequest, GenerationResult
+from shared.config import EngineKind, Settings
+from shared.model_layout import ModelLayout
+
+__all__ = ["Engine", "GenerationRequest", "GenerationResult", "load_engine"]
+
+
+def load_engine(settings: Settings) -> Engine:
+    """The engine the settings ask for, on the model in ``settings.model_dir``."""
+    layout = ModelLayout(settings.model_dir)
+    manifest = layout.require_manifest()
+    if settings.engine is EngineKind.TORCH:
+        from services.worker.engine.pytorch import load_pytorch_engine
+
+        return load_pytorch_engine(
+            layout.pytorch_dir, settings.device, settings.intra_op_threads, manifest.name
+        )
+    from services.worker.engine.onnx_runtime import load_onnx_engine
+
+    return load_onnx_engine(
+        layout.onnx_dir, settings.device, settings.intra_op_threads, manifest.name
+    )

@@ -1,0 +1,102 @@
+"""Batched generation with transformers' ``generate``, shared by both engines.
+
+ONNX Runtime (through optimum's ``ORTModelForCausalLM``) and PyTorch expose the same
+``generate``, so both engines batch, pad and decode identically; only the model differs, which
+is what makes the PyTorch engine a fair reference.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from services.worker.engine.base import Engine, GenerationRequest, GenerationResult
+from shared.messaging.schemas import EngineInfo, GenerationParams
+
+
+class HFGenerateEngine(Engine):
+    def __init__(self, model: Any, tokenizer: Any, info: EngineInfo) -> None:
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        # Decoder-only models continue from the last position: pad on the left.
+        tokenizer.padding_side = "left"
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+        self._eos_ids = self._stop_token_ids(model, tokenizer)
+
+    @staticmethod
+    def _stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
+        ids: set[int] = set()
+        configured = getattr(model.generation_config, "eos_token_id", None)
+        if isinstance(configured, int):
+            ids.add(configured)
+        elif configured:
+            ids.update(configured)
+        if tokenizer.eos_token_id is not None:
+            ids.add(tokenizer.eos_token_id)
+        return ids
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        # One generate call per distinct parameter set: requests that share parameters (the
+        # common case: the defaults) run as one batch.
+        groups: dict[GenerationParams, list[int]] = defaultdict(list)
+        for index, request in enumerate(requests):
+            groups[request.params].append(index)
+        results: list[GenerationResult | None] = [None] * len(requests)
+        for params, indices in groups.items():
+            group = [requests[i] for i in indices]
+            for index, result in zip(indices, self._generate_group(group, params), strict=True):
+                results[index] = result
+        return [result for result in results if result is not None]
+
+    def _generate_group(
+        self, requests: list[GenerationRequest], params: GenerationParams
+    ) -> list[GenerationResult]:
+        texts = [self.render_prompt_text(request.messages) for request in requests]
+        # The template already holds the special tokens; the tokenizer must not add more.
+        batch = self.tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt")
+        prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": sorted(self._eos_ids),
+        }
+        if params.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
+            )
+        new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
+        return [
+            self._result(request, prompt_length, tokens)
+            for request, prompt_length, tokens in zip(
+                requests, prompt_lengths, new_tokens, strict=True
+            )
+        ]
+
+    def _result(
+        self, request: GenerationRequest, prompt_tokens: int, tokens: list[int]
+    ) -> GenerationResult:
+        finish_reason = "length"
+        for position, token in enumerate(tokens):
+            if token in self._eos_ids:
+                tokens = tokens[:position]
+                finish_reason = "stop"
+                break
+        return GenerationResult(
+            request_id=request.request_id,
+            text=self.tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+            prompt_tokens=prompt_tokens,
+            # the stop token counts: the model spent a step producing it
+            completion_tokens=len(tokens) + (finish_reason == "stop"),
+            finish_reason=finish_reason,
+        )

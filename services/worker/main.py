@@ -1,0 +1,52 @@
+"""``chatq worker``: one inference worker process."""
+
+from __future__ import annotations
+
+import os
+import signal
+from types import FrameType
+
+from services.worker.consumer import CeleryOutcomeSender, InferenceConsumer
+from services.worker.engine import load_engine
+from services.worker.inference import BatchProcessor
+from services.worker.outbox_relay import OutboxRelay
+from services.worker.prompt import PromptBuilder
+from shared.config import get_settings
+from shared.logs import configure_logging, get_logger
+from shared.messaging.celery_config import make_celery
+
+log = get_logger(__name__)
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from local folders only
+    settings = get_settings()
+    configure_logging(settings, "worker")
+    engine = load_engine(settings)
+    processor = BatchProcessor(
+        engine=engine,
+        prompts=PromptBuilder(
+            settings.system_prompt, settings.max_prompt_tokens, engine.count_prompt_tokens
+        ),
+        database_url=settings.database_url,
+    )
+    consumer = InferenceConsumer(
+        settings, processor, CeleryOutcomeSender(make_celery(settings, "chatq-worker"))
+    )
+    relay = OutboxRelay(settings)
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("worker_stopping", signal=signal.Signals(signum).name)
+        consumer.stop()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    relay.start()
+    log.info("worker_ready", engine=engine.info.name, providers=engine.info.providers)
+    consumer.run()
+    relay.stop()
+    log.info("worker_stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Code the chatq services share: configuration, database, messaging contract, logging."""

@@ -1,0 +1,174 @@
+"""chatq's settings: the one place that reads the environment.
+
+Every setting is an environment variable with the prefix ``CHATQ_`` (``CHATQ_MAX_BATCH_SIZE``
+for ``max_batch_size``), read once per process by pydantic-settings. Bad values fail at start-up
+with the list of good ones. The defaults run with no servers at all: SQLite and the embedded
+kombu transport, both under ``data_dir``. The README lists every setting with its default.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Device(StrEnum):
+    """Where the inference engine runs."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class EngineKind(StrEnum):
+    """Which implementation of the engine interface the worker uses."""
+
+    ONNX = "onnx"  # ONNX Runtime: the production engine
+    TORCH = "torch"  # PyTorch eager: the reference that parity tests and benchmarks compare to
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly, concise customer-support assistant for a business. "
+    "Answer the customer's question in a few sentences. If you do not know, say so "
+    "and suggest contacting a human agent."
+)
+
+# Standard Webhooks' suggested schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE_S = [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+
+
+class Settings(BaseSettings):
+    """All of chatq's configuration. Field docstrings are the README's reference."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CHATQ_", extra="ignore", protected_namespaces=(), validate_default=True
+    )
+
+    # --- where things live -------------------------------------------------------------------
+    data_dir: Path = Path(".chatq/data")
+    """Embedded database and broker files (ignored by git)."""
+    database_url: str = ""
+    """SQLAlchemy URL; empty means SQLite at ``<data_dir>/chatq.db``."""
+    broker_url: str = ""
+    """kombu URL; empty means the embedded SQLite transport at ``<data_dir>/broker.db``."""
+    model_dir: Path = Path(".chatq/models/default")
+    """Folder made by ``chatq model build`` (``onnx/`` and ``pytorch/`` inside)."""
+
+    # --- inference ---------------------------------------------------------------------------
+    device: Device = Device.CPU
+    """``cpu`` or ``cuda`` (CUDAExecutionProvider; needs the ``gpu`` extra)."""
+    engine: EngineKind = EngineKind.ONNX
+    """``onnx`` (ONNX Runtime) or ``torch`` (PyTorch reference)."""
+    max_batch_size: int = Field(8, ge=1, le=256)
+    """Most jobs one batched generation takes."""
+    max_wait_ms: int = Field(30, ge=0, le=60_000)
+    """How long the batcher waits for a batch to fill after its first job arrives."""
+    prefetch_count: int = Field(0, ge=0, le=10_000)
+    """Unacknowledged messages a worker may hold; 0 means twice the batch size."""
+    intra_op_threads: int = Field(0, ge=0, le=256)
+    """ONNX Runtime / PyTorch intra-op threads; 0 lets the runtime choose."""
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    """System message put before every conversation."""
+    default_max_new_tokens: int = Field(128, ge=1, le=4096)
+    """``max_new_tokens`` when a job does not say."""
+    max_new_tokens_limit: int = Field(512, ge=1, le=8192)
+    """Largest ``max_new_tokens`` a job may ask for."""
+    max_prompt_tokens: int = Field(1536, ge=64, le=131_072)
+    """Token budget for system prompt + history + query; the oldest turns are dropped first."""
+
+    # --- HTTP API ----------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    """Address gunicorn binds in ``chatq up``."""
+    api_port: int = Field(8000, ge=1, le=65_535)
+    """Port gunicorn binds in ``chatq up`` (``--port``)."""
+    api_processes: int = Field(2, ge=1, le=64)
+    """gunicorn worker processes."""
+    api_threads: int = Field(8, ge=1, le=256)
+    """Threads per gunicorn process (long-polls hold one each)."""
+    api_trusted_proxies: int = Field(0, ge=0, le=10)
+    """Reverse proxies in front of the API whose X-Forwarded-For is trusted (IP allowlists)."""
+    max_query_chars: int = Field(4000, ge=1, le=100_000)
+    """Longest ``query`` accepted."""
+    max_history_messages: int = Field(50, ge=0, le=1000)
+    """Most ``history`` entries one job may carry."""
+    max_request_bytes: int = Field(1_048_576, ge=1024)
+    """Largest request body; bigger ones are refused with 413."""
+    max_long_poll_s: float = Field(60.0, ge=0, le=600)
+    """Cap on ``GET /v1/jobs/{id}?wait=N``."""
+    chat_timeout_s: float = Field(60.0, gt=0, le=600)
+    """How long ``POST /v1/chat`` waits for the answer before answering 504."""
+    publish_timeout_s: float = Field(5.0, gt=0, le=120)
+    """Wait for the broker's publish confirm before leaving the job to the outbox relay."""
+
+    # --- processes in ``chatq up`` -----------------------------------------------------------
+    inference_workers: int = Field(1, ge=0, le=64)
+    """Inference worker processes (``--workers``)."""
+    postprocess_workers: int = Field(1, ge=0, le=64)
+    """Celery post-processing worker processes (``--postprocessors``)."""
+    postprocess_concurrency: int = Field(4, ge=1, le=256)
+    """Threads per post-processing worker."""
+
+    # --- messaging ---------------------------------------------------------------------------
+    broker_polling_interval_s: float = Field(0.02, gt=0, le=10)
+    """Polling interval of the embedded broker (kombu's 1 s default adds a second per hop)."""
+    outbox_relay_interval_s: float = Field(2.0, gt=0, le=3600)
+    """How often a worker republishes jobs whose publish did not confirm."""
+    outbox_grace_s: float = Field(10.0, ge=0, le=3600)
+    """Age an outbox row must reach before the relay takes it (the API may still be publishing)."""
+
+    # --- webhooks ----------------------------------------------------------------------------
+    webhook_allow_private: bool = False
+    """Allow webhook URLs that resolve to private, loopback or link-local addresses."""
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120)
+    """Timeout of one webhook attempt."""
+    webhook_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE_S)
+    )
+    """Delays between attempts (JSON list); after the last one the delivery is dead."""
+
+    # --- logs --------------------------------------------------------------------------------
+    log_level: str = "INFO"
+    """Python log level name."""
+    log_format: LogFormat = LogFormat.JSON
+    """``json`` (one object per line) or ``console``."""
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Settings:
+        data_dir = self.data_dir.expanduser().resolve()
+        self.data_dir = data_dir
+        self.model_dir = self.model_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{data_dir / 'chatq.db'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{data_dir / 'broker.db'}"
+        if any(delay < 0 for delay in self.webhook_retry_schedule_s):
+            raise ValueError("webhook_retry_schedule_s must hold non-negative delays")
+        if self.default_max_new_tokens > self.max_new_tokens_limit:
+            raise ValueError("default_max_new_tokens must not exceed max_new_tokens_limit")
+        return self
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("sqla+sqlite")
+
+    @property
+    def effective_prefetch_count(self) -> int:
+        return self.prefetch_count or 2 * self.max_batch_size
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()

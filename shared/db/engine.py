@@ -1,0 +1,87 @@
+"""Engines and sessions, one engine per process and URL.
+
+SQLite is the embedded default and is shared by several processes (API, workers, post-processors),
+so every connection turns on WAL (readers never block the writer) and waits for locks instead of
+failing at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _take_over_sqlite_transactions(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling begins late and DEFERRED; SQLAlchemy emits BEGIN.
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(connection: Any) -> None:
+    # A DEFERRED transaction that reads and then writes fails at once with SQLITE_BUSY when
+    # another process wrote in between (WAL snapshots cannot be upgraded); IMMEDIATE takes the
+    # write lock up front and waits for it under busy_timeout instead.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_db_engine(url: str, *, immediate_transactions: bool = True) -> Engine:
+    """An engine for ``url`` with chatq's connection settings.
+
+    ``immediate_transactions`` (SQLite only) makes every transaction take the write lock when it
+    begins, which serialises the processes sharing the file instead of failing them.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        )
+        event.listen(engine, "connect", _configure_sqlite_connection)
+        if immediate_transactions:
+            event.listen(engine, "connect", _take_over_sqlite_transactions)
+            event.listen(engine, "begin", _begin_immediate)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str) -> Engine:
+    return create_db_engine(url)
+
+
+@lru_cache(maxsize=8)
+def get_session_factory(url: str) -> sessionmaker[Session]:
+    # expire_on_commit=False: views read attributes after commit without another round trip.
+    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(url: str) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    session = get_session_factory(url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

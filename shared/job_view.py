@@ -1,0 +1,60 @@
+"""The public representation of a job: the HTTP API's body and the webhooks' ``data``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared.db.models import Job, JobStatus
+
+
+class JobLinks(BaseModel):
+    self: str
+
+
+class JobView(BaseModel):
+    id: uuid.UUID
+    object: str = "chat.job"
+    status: JobStatus
+    query: str
+    session_id: str | None
+    response: str | None
+    route: str | None
+    moderation: dict[str, Any] | None
+    usage: dict[str, Any] | None
+    timings: dict[str, Any] | None
+    engine: dict[str, Any] | None
+    error: dict[str, Any] | None
+    metadata: dict[str, Any]
+    priority: int
+    deadline_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    links: JobLinks
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobView:
+        return cls(
+            id=job.id,
+            status=job.status,
+            query=job.query,
+            session_id=job.session.external_id if job.session else None,
+            response=job.response,
+            route=job.route,
+            moderation=None,  # output moderation is not part of the pipeline yet
+            usage=job.usage,
+            timings=job.timings,
+            engine=job.engine,
+            error=job.error,
+            metadata=job.metadata_,
+            priority=job.priority,
+            deadline_at=job.deadline_at,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            completed_at=job.completed_at,
+            links=JobLinks(self=f"/v1/jobs/{job.id}"),
+        )

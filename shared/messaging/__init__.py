@@ -1,0 +1,1 @@
+"""The messaging contract: exchanges and queues, message schemas, broker connections."""

@@ -1,0 +1,85 @@
+"""Messages between the services (JSON bodies on the broker), as pydantic models.
+
+``InferenceRequest`` goes from the API (or the outbox relay) to ``chat.inference``;
+``InferenceOutcome`` goes from an inference worker to the post-processing task.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["user", "assistant"]
+
+
+class ChatTurn(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    content: str
+
+
+class GenerationParams(BaseModel):
+    """Fully resolved generation parameters of one job."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_new_tokens: int = Field(ge=1)
+    temperature: float = Field(0.0, ge=0.0)  # 0 means greedy
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+class InferenceRequest(BaseModel):
+    job_id: uuid.UUID
+    query: str
+    history: list[ChatTurn] = Field(default_factory=list)
+    session_id: uuid.UUID | None = None  # chatq's session row; its stored turns join the prompt
+    params: GenerationParams
+    priority: int = Field(0, ge=0, le=9)
+    deadline_at: datetime | None = None
+    submitted_at: datetime
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Timings(BaseModel):
+    queue_ms: float  # submitted → its batch started
+    inference_ms: float  # its batch's generation
+    batch_size: int  # jobs generated together with it
+    total_ms: float | None = None  # submitted → completed, set when the result is stored
+
+
+class EngineInfo(BaseModel):
+    name: str  # "onnxruntime" or "pytorch"
+    providers: list[str]  # what the session really runs on (onnxruntime can fall back silently)
+    model: str
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class InferenceOutcome(BaseModel):
+    job_id: uuid.UUID
+    status: Literal["completed", "failed", "expired"]
+    response: str | None = None
+    route: Literal["llm", "rule", "cache", "knowledge"] | None = None
+    finish_reason: Literal["stop", "length"] | None = None
+    usage: Usage | None = None
+    timings: Timings | None = None
+    engine: EngineInfo | None = None
+    error: JobError | None = None
+    finished_at: datetime

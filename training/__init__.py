@@ -1,0 +1,1 @@
+"""Building, converting and exporting models (needs torch; never imported by the API)."""
