@@ -49,7 +49,11 @@ class Settings(BaseSettings):
     """All of chatq's configuration. Field docstrings are the README's reference."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CHATQ_", extra="ignore", protected_namespaces=(), validate_default=True
+        env_prefix="CHATQ_",
+        extra="ignore",
+        protected_namespaces=(),
+        validate_default=True,
+        use_attribute_docstrings=True,  # the field docstrings become the descriptions
     )
 
     # --- where things live -------------------------------------------------------------------

@@ -157,6 +157,7 @@ def build_model(
         log.info("model_up_to_date", model_dir=str(model_dir), name=existing.name)
         return existing
 
+    from optimum.exporters.onnx import main_export
     from optimum.onnxruntime import ORTModelForCausalLM
 
     staging = ModelLayout(model_dir.with_name(model_dir.name + ".building"))
@@ -177,11 +178,18 @@ def build_model(
         with warnings.catch_warnings():
             # The tracer narrates every Python branch it freezes; none matter for export.
             warnings.simplefilter("ignore")
-            onnx_model = ORTModelForCausalLM.from_pretrained(
-                staging.pytorch_dir, export=True, use_cache=True, local_files_only=True
+            main_export(
+                staging.pytorch_dir,
+                staging.onnx_dir,
+                task="text-generation-with-past",
+                library_name="transformers",
+                do_validation=False,  # the greedy-token check below is the stricter test
+                local_files_only=True,
             )
-        onnx_model.save_pretrained(staging.onnx_dir)
         tokenizer.save_pretrained(staging.onnx_dir)
+        onnx_model = ORTModelForCausalLM.from_pretrained(
+            staging.onnx_dir, use_cache=True, local_files_only=True
+        )
         steps.update()
 
         steps.set_postfix_str("checking ONNX Runtime against PyTorch")

@@ -54,7 +54,8 @@ def record_outcome(database_url: str, outcome: InferenceOutcome) -> list[str]:
     """
     with session_scope(database_url) as session:
         job = session.scalars(
-            select(Job).where(Job.id == outcome.job_id).with_for_update()
+            # of=Job: Postgres cannot lock the outer-joined session row that comes with it
+            select(Job).where(Job.id == outcome.job_id).with_for_update(of=Job)
         ).one_or_none()
         if job is None:
             log.warning("outcome_for_unknown_job", job_id=str(outcome.job_id))

@@ -7,9 +7,9 @@ failing at once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +62,34 @@ def create_db_engine(url: str, *, immediate_transactions: bool = True) -> Engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-@lru_cache(maxsize=8)
+_engines: dict[str, tuple[Engine, sessionmaker[Session]]] = {}
+_engines_lock = threading.Lock()
+
+
+def _engine_and_factory(url: str) -> tuple[Engine, sessionmaker[Session]]:
+    with _engines_lock:
+        if url not in _engines:
+            engine = create_db_engine(url)
+            # expire_on_commit=False: views read attributes after commit without a round trip.
+            _engines[url] = (engine, sessionmaker(bind=engine, expire_on_commit=False))
+        return _engines[url]
+
+
 def get_engine(url: str) -> Engine:
-    return create_db_engine(url)
+    """The process's engine for ``url`` (one connection pool per database)."""
+    return _engine_and_factory(url)[0]
 
 
-@lru_cache(maxsize=8)
 def get_session_factory(url: str) -> sessionmaker[Session]:
-    # expire_on_commit=False: views read attributes after commit without another round trip.
-    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    return _engine_and_factory(url)[1]
+
+
+def dispose_engine(url: str) -> None:
+    """Close the pooled connections to ``url`` (before dropping a database, say)."""
+    with _engines_lock:
+        entry = _engines.pop(url, None)
+    if entry is not None:
+        entry[0].dispose()
 
 
 @contextmanager

@@ -1,0 +1,191 @@
+"""The whole pipeline as processes (gunicorn, inference worker, Celery), over HTTP, on the
+embedded default and on Postgres + RabbitMQ, with the tiny model."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from chatq.webhook_receiver import WebhookReceiver
+from shared.db.engine import dispose_engine, session_scope
+from shared.db.models import DeliveryStatus, Message, WebhookAttempt, WebhookDelivery
+from tests.conftest import BACKENDS, NamespaceFactory, RunningStack, start_stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def running(
+    request: pytest.FixtureRequest,
+    tiny_model_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    server_namespace_factory: NamespaceFactory,
+) -> Iterator[RunningStack]:
+    running = start_stack(
+        request.param,
+        tiny_model_dir,
+        tmp_path_factory.mktemp(f"stack-{request.param}"),
+        server_namespace_factory,
+        max_batch_size="8",
+        max_wait_ms="150",  # long enough for concurrent submissions to share a batch
+        default_max_new_tokens="12",
+    )
+    yield running
+    running.stack.stop()
+    dispose_engine(running.settings.database_url)
+
+
+@pytest.fixture(scope="module")
+def receiver(running: RunningStack) -> Iterator[WebhookReceiver]:
+    with WebhookReceiver([running.key.webhook_secret]) as started:
+        yield started
+
+
+@pytest.fixture
+def client(running: RunningStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=running.base_url, headers=running.auth, timeout=60) as http:
+        yield http
+
+
+def submit(client: httpx.Client, **body: Any) -> dict[str, Any]:
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def poll_until_finished(client: httpx.Client, job_id: str, timeout_s: float = 90) -> dict[str, Any]:
+    give_up_at = time.monotonic() + timeout_s
+    while time.monotonic() < give_up_at:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] not in {"queued", "in_progress"}:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish within {timeout_s} s")
+
+
+def test_a_submitted_job_is_answered_and_polled(client: httpx.Client) -> None:
+    accepted = submit(client, query="How do I reset my router?")
+    assert accepted["status"] == "queued"
+    job = poll_until_finished(client, accepted["id"])
+    assert job["status"] == "completed", job
+    assert job["response"].strip()
+    assert job["route"] == "llm"
+    assert job["engine"]["name"] == "onnxruntime"
+    assert job["engine"]["providers"][0] == "CPUExecutionProvider"
+    assert job["usage"]["completion_tokens"] > 0
+    assert job["timings"]["batch_size"] >= 1
+    assert job["timings"]["total_ms"] >= job["timings"]["inference_ms"] > 0
+    assert job["started_at"] <= job["completed_at"]
+
+
+def test_wait_returns_as_soon_as_the_job_finishes(client: httpx.Client) -> None:
+    job_id = submit(client, query="What is your refund policy?")["id"]
+    started = time.monotonic()
+    job = client.get(f"/v1/jobs/{job_id}", params={"wait": 40}).json()
+    held = time.monotonic() - started
+    assert job["status"] == "completed"
+    assert held < 20  # it came back with the answer, not at the end of the 40 s wait
+    started = time.monotonic()
+    again = client.get(f"/v1/jobs/{job_id}", params={"wait": 40}).json()
+    assert again["status"] == "completed"
+    assert time.monotonic() - started < 20  # a finished job is not held at all
+
+
+def test_a_webhook_arrives_signed_and_verifies(
+    client: httpx.Client, receiver: WebhookReceiver, running: RunningStack
+) -> None:
+    job_id = submit(client, query="Where is my order?", webhook_url=receiver.url)["id"]
+    give_up_at = time.monotonic() + 90
+    mine = []
+    while not mine and time.monotonic() < give_up_at:
+        received = receiver.wait_for(len(receiver.received) + 1, timeout_s=1)
+        mine = [r for r in received if r.payload and r.payload["data"]["id"] == job_id]
+    assert mine, "no webhook arrived for the job"
+    webhook = mine[0]
+    assert webhook.verified  # standardwebhooks.Webhook(secret).verify accepted it
+    assert webhook.payload["type"] == "job.completed"
+    assert webhook.payload["data"]["status"] == "completed"
+    assert webhook.payload["data"]["response"] == poll_until_finished(client, job_id)["response"]
+    # the sender records the attempt once the receiver's answer is back
+    give_up_at = time.monotonic() + 30
+    while True:
+        with session_scope(running.settings.database_url) as session:
+            delivery = session.scalars(
+                select(WebhookDelivery).where(WebhookDelivery.job_id == uuid.UUID(job_id))
+            ).one()
+            attempts = session.scalars(
+                select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery.id)
+            ).all()
+        if delivery.status is not DeliveryStatus.PENDING or time.monotonic() > give_up_at:
+            break
+        time.sleep(0.05)
+    assert delivery.id == webhook.headers["webhook-id"]
+    assert delivery.status is DeliveryStatus.DELIVERED
+    assert [a.status_code for a in attempts] == [204]
+
+
+def test_the_transcript_holds_both_turns(client: httpx.Client, running: RunningStack) -> None:
+    job = poll_until_finished(client, submit(client, query="Do you ship to Norway?")["id"])
+    with session_scope(running.settings.database_url) as session:
+        rows = session.scalars(
+            select(Message).where(Message.job_id == uuid.UUID(job["id"])).order_by(Message.position)
+        ).all()
+    assert [(m.role, m.content) for m in rows] == [
+        ("user", "Do you ship to Norway?"),
+        ("assistant", job["response"]),
+    ]
+
+
+def test_twenty_concurrent_jobs_are_answered_in_batches(client: httpx.Client) -> None:
+    questions = [f"Question number {n}: where is parcel {n * 7}?" for n in range(20)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        accepted = list(pool.map(lambda q: submit(client, query=q), questions))
+        jobs = list(pool.map(lambda a: poll_until_finished(client, a["id"]), accepted))
+    assert [job["status"] for job in jobs] == ["completed"] * 20
+    assert all(job["response"].strip() for job in jobs)
+    batch_sizes = [job["timings"]["batch_size"] for job in jobs]
+    print(f"batch sizes of 20 concurrent jobs: {sorted(batch_sizes)}")
+    assert max(batch_sizes) > 1
+
+
+def test_a_session_carries_its_history_into_the_next_turn(client: httpx.Client) -> None:
+    session_id = f"customer-{time.monotonic_ns()}"
+    first = poll_until_finished(
+        client, submit(client, query="My name is Sam.", session_id=session_id)["id"]
+    )
+    second = poll_until_finished(
+        client, submit(client, query="What is my name?", session_id=session_id)["id"]
+    )
+    alone = poll_until_finished(client, submit(client, query="What is my name?")["id"])
+    assert first["session_id"] == second["session_id"] == session_id
+    assert second["status"] == "completed"
+    # the second prompt holds the first exchange: longer than the same question on its own
+    # by at least the first answer's tokens
+    extra = second["usage"]["prompt_tokens"] - alone["usage"]["prompt_tokens"]
+    assert extra >= first["usage"]["completion_tokens"]
+
+
+def test_chat_answers_in_one_round_trip(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/chat",
+        json={
+            "query": "Can I pay by card?",
+            "history": [
+                {"role": "user", "content": "Hello"},
+                {"role": "assistant", "content": "Hi! How can I help?"},
+            ],
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "completed"
+    assert body["response"].strip()
+    assert client.get(body["links"]["self"]).json()["response"] == body["response"]

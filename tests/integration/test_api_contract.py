@@ -1,0 +1,236 @@
+"""The HTTP contract against a real database and broker (embedded, and Postgres + RabbitMQ):
+bad input gets the right problem and creates nothing; good input is stored and published once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from services.api.app import create_app
+from shared.api_keys import IssuedKey, create_api_key
+from shared.config import Settings
+from shared.db.engine import session_scope
+from shared.db.models import Job, OutboxMessage
+from shared.messaging.broker import broker_connection
+from shared.messaging.topology import INFERENCE_QUEUE, queue_depth
+
+PROBLEM = "application/problem+json"
+
+
+@dataclass
+class Api:
+    client: FlaskClient
+    settings: Settings
+    key: IssuedKey
+    other_key: IssuedKey
+
+    def headers(self, key: IssuedKey | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {(key or self.key).key}"}
+
+    def post_job(self, body: Any, **headers: str) -> Any:
+        return self.client.post("/v1/jobs", json=body, headers={**self.headers(), **headers})
+
+    def job_rows(self) -> int:
+        with session_scope(self.settings.database_url) as session:
+            return session.scalar(select(func.count()).select_from(Job)) or 0
+
+    def outbox_rows(self) -> int:
+        with session_scope(self.settings.database_url) as session:
+            return session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+
+    def queued_messages(self) -> int:
+        with broker_connection(self.settings) as connection:
+            return queue_depth(connection, INFERENCE_QUEUE)
+
+
+@pytest.fixture
+def api(backend_settings: Settings) -> Api:
+    app = create_app(backend_settings)
+    key = create_api_key(backend_settings.database_url, "shop")
+    other = create_api_key(backend_settings.database_url, "school")
+    return Api(app.test_client(), backend_settings, key, other)
+
+
+def assert_problem(response: Any, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM
+    body = response.get_json(force=True)
+    assert body["type"] == f"urn:chatq:problem:{slug}"
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    return body
+
+
+def assert_nothing_created(api: Api) -> None:
+    assert api.job_rows() == 0
+    assert api.outbox_rows() == 0
+    assert api.queued_messages() == 0
+
+
+BAD_BODIES = [
+    pytest.param({}, "query", id="missing-query"),
+    pytest.param({"query": ""}, "query", id="empty-query"),
+    pytest.param({"query": "   \n"}, "query", id="blank-query"),
+    pytest.param({"query": "x" * 4001}, "query", id="oversized-query"),
+    pytest.param({"query": 42}, "query", id="query-not-a-string"),
+    pytest.param({"query": None}, "query", id="query-null"),
+    pytest.param({"query": "hi", "priority": "5"}, "priority", id="number-as-string"),
+    pytest.param({"query": "hi", "priority": 10}, "priority", id="priority-out-of-range"),
+    pytest.param({"query": "hi", "deadline_s": -1}, "deadline_s", id="negative-deadline"),
+    pytest.param({"query": "hi", "colour": "red"}, "colour", id="unknown-field"),
+    pytest.param({"query": "hi", "params": {"beams": 4}}, "params.beams", id="unknown-param"),
+    pytest.param(
+        {"query": "hi", "params": {"max_new_tokens": 100_000}},
+        "params.max_new_tokens",
+        id="too-many-new-tokens",
+    ),
+    pytest.param({"query": "hi", "params": {"temperature": 5}}, "params.temperature", id="hot"),
+    pytest.param(
+        {"query": "hi", "history": [{"role": "system", "content": "obey"}]},
+        "history.0.role",
+        id="history-system-role",
+    ),
+    pytest.param({"query": "hi", "history": "earlier"}, "history", id="history-not-a-list"),
+    pytest.param({"query": "hi", "session_id": "a b"}, "session_id", id="session-id-spaces"),
+    pytest.param(["hi"], "(body)", id="body-is-a-list"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_BODIES)
+def test_invalid_bodies_are_422_and_create_nothing(api: Api, body: Any, field: str) -> None:
+    problem = assert_problem(api.post_job(body), 422, "validation-error")
+    assert field in [error["loc"] for error in problem["errors"]]
+    assert_nothing_created(api)
+
+
+def test_malformed_json_is_400(api: Api) -> None:
+    response = api.client.post(
+        "/v1/jobs", data="{not json", content_type="application/json", headers=api.headers()
+    )
+    assert_problem(response, 400, "invalid-json")
+    empty = api.client.post(
+        "/v1/jobs", data="", content_type="application/json", headers=api.headers()
+    )
+    assert_problem(empty, 400, "invalid-json")
+    assert_nothing_created(api)
+
+
+def test_a_body_that_is_not_json_is_415(api: Api) -> None:
+    response = api.client.post(
+        "/v1/jobs", data="query=hi", content_type="text/plain", headers=api.headers()
+    )
+    assert_problem(response, 415, "unsupported-media-type")
+    assert_nothing_created(api)
+
+
+def test_an_oversized_body_is_413(api: Api) -> None:
+    body = json.dumps({"query": "hi", "metadata": {"blob": "x" * 2_000_000}})
+    response = api.client.post(
+        "/v1/jobs", data=body, content_type="application/json", headers=api.headers()
+    )
+    assert_problem(response, 413, "payload-too-large")
+    assert_nothing_created(api)
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer", "Bearer cq_not-a-real-key", "Basic dXNlcjpwdw=="],
+    ids=["missing", "empty", "unknown", "wrong-scheme"],
+)
+def test_requests_without_a_valid_key_are_401(api: Api, authorization: str | None) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    response = api.client.post("/v1/jobs", json={"query": "hi"}, headers=headers)
+    assert_problem(response, 401, "unauthorized")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_nothing_created(api)
+
+
+def test_a_key_used_outside_its_allowlist_is_403(api: Api) -> None:
+    fenced = create_api_key(api.settings.database_url, "office", ["10.0.0.0/8"])
+    response = api.client.post("/v1/jobs", json={"query": "hi"}, headers=api.headers(fenced))
+    assert_problem(response, 403, "ip-not-allowed")
+    assert_nothing_created(api)
+
+
+def test_a_private_webhook_url_is_refused(api: Api) -> None:
+    response = api.post_job({"query": "hi", "webhook_url": "http://127.0.0.1:9/hook"})
+    assert_problem(response, 422, "invalid-webhook-url")
+    response = api.post_job({"query": "hi", "webhook_url": "ftp://example.com/hook"})
+    assert_problem(response, 422, "invalid-webhook-url")
+    assert_nothing_created(api)
+
+
+def test_an_accepted_job_is_stored_and_published_once(api: Api) -> None:
+    response = api.post_job({"query": "Where is my order?", "metadata": {"order": "A-17"}})
+    assert response.status_code == 202
+    job = response.get_json()
+    assert job["status"] == "queued"
+    assert job["metadata"] == {"order": "A-17"}
+    assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
+    assert api.job_rows() == 1
+    assert api.queued_messages() == 1
+    assert api.outbox_rows() == 0  # the broker confirmed, so the outbox row is gone
+
+
+def test_a_key_sees_only_its_own_jobs(api: Api) -> None:
+    job_id = api.post_job({"query": "hi"}).get_json()["id"]
+    mine = api.client.get(f"/v1/jobs/{job_id}", headers=api.headers())
+    assert mine.status_code == 200
+    assert mine.get_json()["id"] == job_id
+    theirs = api.client.get(f"/v1/jobs/{job_id}", headers=api.headers(api.other_key))
+    assert_problem(theirs, 404, "not-found")
+    assert_problem(api.client.get("/v1/jobs/not-a-uuid", headers=api.headers()), 404, "not-found")
+
+
+def test_the_same_idempotency_key_and_body_return_the_same_job(api: Api) -> None:
+    first = api.post_job({"query": "hi"}, **{"Idempotency-Key": "order-17"})
+    again = api.post_job({"query": "hi"}, **{"Idempotency-Key": "order-17"})
+    assert first.status_code == again.status_code == 202
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert api.job_rows() == 1
+    assert api.queued_messages() == 1
+
+
+def test_the_same_idempotency_key_with_another_body_is_409(api: Api) -> None:
+    api.post_job({"query": "hi"}, **{"Idempotency-Key": "order-18"})
+    conflict = api.post_job({"query": "hello"}, **{"Idempotency-Key": "order-18"})
+    assert_problem(conflict, 409, "idempotency-key-reused")
+    assert api.job_rows() == 1
+
+
+def test_idempotency_keys_belong_to_their_api_key(api: Api) -> None:
+    mine = api.post_job({"query": "hi"}, **{"Idempotency-Key": "shared-name"})
+    theirs = api.client.post(
+        "/v1/jobs",
+        json={"query": "hi"},
+        headers={**api.headers(api.other_key), "Idempotency-Key": "shared-name"},
+    )
+    assert theirs.status_code == 202
+    assert theirs.get_json()["id"] != mine.get_json()["id"]
+
+
+def test_an_invalid_wait_is_400(api: Api) -> None:
+    job_id = api.post_job({"query": "hi"}).get_json()["id"]
+    for wait in ("soon", "-1", "100000"):
+        response = api.client.get(f"/v1/jobs/{job_id}?wait={wait}", headers=api.headers())
+        assert_problem(response, 400, "invalid-parameter")
+
+
+def test_unknown_routes_and_methods_are_problems(api: Api) -> None:
+    assert_problem(api.client.get("/v1/nothing-here"), 404, "not-found")
+    response = api.client.delete("/v1/jobs", headers=api.headers())
+    assert_problem(response, 405, "method-not-allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+def test_health_and_readiness(api: Api) -> None:
+    assert api.client.get("/healthz").get_json() == {"status": "ok"}
+    ready = api.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["checks"] == {"database": "up", "broker": "up"}

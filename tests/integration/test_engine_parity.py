@@ -1,0 +1,75 @@
+"""ONNX Runtime and the PyTorch reference give identical greedy tokens (tiny model, built from a
+config in the test, no download)."""
+
+from pathlib import Path
+
+import pytest
+
+from services.worker.engine import GenerationRequest
+from services.worker.engine.onnx_runtime import load_onnx_engine
+from services.worker.engine.pytorch import load_pytorch_engine
+from shared.config import Device
+from shared.messaging.schemas import GenerationParams
+from shared.model_layout import ModelLayout
+
+QUESTIONS = [
+    "How do I reset my router?",
+    "What is your refund policy?",
+    "Where is my order? I ordered it two weeks ago and nothing has arrived yet.",
+    "Hi",
+]
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    layout = ModelLayout(tiny_model_dir)
+    onnx = load_onnx_engine(layout.onnx_dir, Device.CPU, 0, "tiny")
+    torch = load_pytorch_engine(layout.pytorch_dir, Device.CPU, 0, "tiny")
+    return onnx, torch
+
+
+def requests(max_new_tokens: int) -> list[GenerationRequest]:
+    params = GenerationParams(max_new_tokens=max_new_tokens)
+    return [
+        GenerationRequest(str(i), [{"role": "user", "content": q}], params)
+        for i, q in enumerate(QUESTIONS)
+    ]
+
+
+def test_greedy_tokens_are_identical_in_a_batch_of_different_lengths(engines) -> None:  # type: ignore[no-untyped-def]
+    onnx, torch = engines
+    onnx_results = onnx.generate(requests(24))
+    torch_results = torch.generate(requests(24))
+    assert [r.text for r in onnx_results] == [r.text for r in torch_results]
+    assert [r.completion_tokens for r in onnx_results] == [
+        r.completion_tokens for r in torch_results
+    ]
+    assert all(r.completion_tokens > 0 for r in onnx_results)
+
+
+def test_a_request_alone_gets_the_same_tokens_as_in_a_batch(engines) -> None:  # type: ignore[no-untyped-def]
+    onnx, _torch = engines
+    batched = onnx.generate(requests(16))
+    alone = [onnx.generate([request])[0] for request in requests(16)]
+    assert [r.text for r in alone] == [r.text for r in batched]
+
+
+def test_the_onnx_engine_reports_the_providers_its_session_really_got(engines) -> None:  # type: ignore[no-untyped-def]
+    onnx, torch = engines
+    assert onnx.info.name == "onnxruntime"
+    assert onnx.info.providers[0] == "CPUExecutionProvider"
+    assert torch.info.providers == ["torch:cpu"]
+
+
+def test_results_come_back_in_request_order_when_parameters_differ(engines) -> None:  # type: ignore[no-untyped-def]
+    onnx, _torch = engines
+
+    def hi(request_id: str, max_new_tokens: int) -> GenerationRequest:
+        params = GenerationParams(max_new_tokens=max_new_tokens)
+        return GenerationRequest(request_id, [{"role": "user", "content": "Hi"}], params)
+
+    mixed = [hi("a", 3), hi("b", 9), hi("c", 3)]
+    results = onnx.generate(mixed)
+    assert [r.request_id for r in results] == ["a", "b", "c"]
+    assert [r.completion_tokens <= n for r, n in zip(results, (3, 9, 3), strict=True)] == [True] * 3
+    assert results[0].text == results[2].text

@@ -1,0 +1,99 @@
+"""Post-processing stores an outcome exactly once, whatever the redeliveries."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from services.postprocess.results import record_outcome
+from services.worker.job_state import claim_jobs, load_session_turns
+from shared.api_keys import create_api_key
+from shared.config import Settings
+from shared.db.engine import session_scope
+from shared.db.models import DeliveryStatus, Job, JobStatus, Message, WebhookDelivery, utcnow
+from shared.messaging.schemas import InferenceOutcome, JobError
+from tests.integration.factories import completed_outcome, make_job
+
+
+def test_an_outcome_delivered_twice_is_stored_once(backend_settings: Settings) -> None:
+    url = backend_settings.database_url
+    key = create_api_key(url, "shop")
+    job = make_job(url, key.id, webhook_url="https://example.com/hook")
+
+    first = record_outcome(url, completed_outcome(job.id, "first answer"))
+    second = record_outcome(url, completed_outcome(job.id, "a second generation"))
+
+    with session_scope(url) as session:
+        stored = session.get(Job, job.id)
+        messages = session.scalars(select(Message).where(Message.job_id == job.id)).all()
+        deliveries = session.scalars(select(WebhookDelivery)).all()
+    assert stored.status is JobStatus.COMPLETED
+    assert stored.response == "first answer"
+    assert stored.batch_size == 3
+    assert stored.timings["total_ms"] >= 0
+    assert stored.engine["providers"] == ["CPUExecutionProvider"]
+    assert sorted((m.position, m.role, m.content) for m in messages) == [
+        (0, "user", "Where is my order?"),
+        (1, "assistant", "first answer"),
+    ]
+    assert len(deliveries) == 1
+    assert deliveries[0].event_type == "job.completed"
+    assert deliveries[0].status is DeliveryStatus.PENDING
+    assert deliveries[0].payload["data"]["response"] == "first answer"
+    # the redelivery hands the unattempted delivery on again (the first sender may have died)
+    assert first == second == [deliveries[0].id]
+
+
+def test_a_failed_job_gets_a_failure_event_and_no_transcript(backend_settings: Settings) -> None:
+    url = backend_settings.database_url
+    key = create_api_key(url, "shop")
+    job = make_job(url, key.id, webhook_url="https://example.com/hook")
+    failure = InferenceOutcome(
+        job_id=job.id,
+        status="expired",
+        error=JobError(code="deadline_exceeded", message="too late"),
+        finished_at=utcnow(),
+    )
+    record_outcome(url, failure)
+    with session_scope(url) as session:
+        stored = session.get(Job, job.id)
+        messages = session.scalars(select(Message)).all()
+        delivery = session.scalars(select(WebhookDelivery)).one()
+    assert stored.status is JobStatus.EXPIRED
+    assert stored.error == {"code": "deadline_exceeded", "message": "too late"}
+    assert messages == []
+    assert delivery.event_type == "job.failed"
+
+
+def test_a_cancelled_job_is_not_overwritten(backend_settings: Settings) -> None:
+    url = backend_settings.database_url
+    key = create_api_key(url, "shop")
+    job = make_job(url, key.id, status=JobStatus.CANCELLED)
+    assert record_outcome(url, completed_outcome(job.id)) == []
+    with session_scope(url) as session:
+        assert session.get(Job, job.id).status is JobStatus.CANCELLED
+        assert session.scalars(select(Message)).all() == []
+
+
+def test_claiming_runs_a_job_once_and_skips_finished_ones(backend_settings: Settings) -> None:
+    url = backend_settings.database_url
+    key = create_api_key(url, "shop")
+    queued = make_job(url, key.id)
+    done = make_job(url, key.id, status=JobStatus.COMPLETED)
+    statuses = claim_jobs(url, [queued.id, done.id])
+    assert statuses == {queued.id: JobStatus.IN_PROGRESS, done.id: JobStatus.COMPLETED}
+    # a redelivery of a job whose worker died mid-batch may run again
+    assert claim_jobs(url, [queued.id]) == {queued.id: JobStatus.IN_PROGRESS}
+
+
+def test_a_sessions_transcript_is_read_back_in_order(backend_settings: Settings) -> None:
+    url = backend_settings.database_url
+    key = create_api_key(url, "shop")
+    job = make_job(url, key.id, session_external_id="customer-7", query="I am Sam.")
+    record_outcome(url, completed_outcome(job.id, "Hello Sam!"))
+    with session_scope(url) as session:
+        session_id = session.get(Job, job.id).session_id
+    turns = load_session_turns(url, [session_id])[session_id]
+    assert [(t.role, t.content) for t in turns] == [
+        ("user", "I am Sam."),
+        ("assistant", "Hello Sam!"),
+    ]
