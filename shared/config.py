@@ -30,6 +30,13 @@ class EngineKind(StrEnum):
     TORCH = "torch"  # PyTorch eager: the reference that parity tests and benchmarks compare to
 
 
+class BatchingMode(StrEnum):
+    """How the worker batches."""
+
+    CONTINUOUS = "continuous"  # new jobs join the running batch between decode steps
+    STATIC = "static"  # a batch runs to its end before the next one starts
+
+
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
@@ -75,6 +82,8 @@ class Settings(BaseSettings):
     """Most jobs one batched generation takes."""
     max_wait_ms: int = Field(30, ge=0, le=60_000)
     """How long the batcher waits for a batch to fill after its first job arrives."""
+    batching: BatchingMode = BatchingMode.CONTINUOUS
+    """``continuous`` (jobs join the running batch between steps) or ``static``."""
     prefetch_count: int = Field(0, ge=0, le=10_000)
     """Unacknowledged messages a worker may hold; 0 means twice the batch size."""
     intra_op_threads: int = Field(0, ge=0, le=256)

@@ -1,9 +1,10 @@
 """The inference consumer: broker messages in, batches to the engine, outcomes out, then acks.
 
 Two threads. The consumer thread owns the broker channel: it drains deliveries into the batcher,
-keeps heartbeats going while the model runs, and acknowledges. The engine thread takes batches,
-runs them, sends each outcome to post-processing and only then asks for the acks, so a message
-is acknowledged only once its result is safely handed on.
+keeps heartbeats going while the model runs, and acknowledges. The engine thread admits jobs
+from the batcher into the engine (between decode steps, with continuous batching), steps it,
+sends each finished job's outcome to post-processing and only then asks for its ack, so a
+message is acknowledged only once its result is safely handed on.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
 
@@ -19,8 +23,10 @@ from kombu import Connection, Message
 from pydantic import ValidationError
 
 from services.worker.batcher import DynamicBatcher
+from services.worker.engine import ContinuousEngine, GenerationResult
 from services.worker.inference import BatchProcessor
-from shared.config import Settings
+from shared.config import BatchingMode, Settings
+from shared.db.models import utcnow
 from shared.logs import get_logger
 from shared.messaging.broker import broker_connection
 from shared.messaging.schemas import InferenceOutcome, InferenceRequest
@@ -50,7 +56,12 @@ class Settlement(Enum):
 class PendingJob:
     request: InferenceRequest
     message: Message
-    received_at: float = field(default_factory=time.monotonic)
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)  # one per delivery
+
+    @property
+    def length_hint(self) -> int:
+        """Characters of the prompt, for grouping similar lengths into one batch."""
+        return len(self.request.query) + sum(len(t.content) for t in self.request.history)
 
 
 class InferenceConsumer:
@@ -59,10 +70,15 @@ class InferenceConsumer:
     ) -> None:
         self.settings = settings
         self.processor = processor
+        self.engine = processor.engine
         self.sender = sender
         self.batcher: DynamicBatcher[PendingJob] = DynamicBatcher(
-            settings.max_batch_size, settings.max_wait_ms / 1000
+            settings.max_batch_size,
+            settings.max_wait_ms / 1000,
+            priority=lambda pending: pending.request.priority,
+            length=lambda pending: pending.length_hint,
         )
+        self._in_flight: dict[str, tuple[PendingJob, datetime]] = {}
         self._settlements: queue.SimpleQueue[tuple[Message, Settlement]] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._engine_thread = threading.Thread(target=self._engine_loop, name="engine", daemon=True)
@@ -121,13 +137,13 @@ class InferenceConsumer:
                     connection.drain_events(timeout=0.05)
                 except TimeoutError:
                     connection.heartbeat_check()
-                self._settle()
+                self._apply_settlements()
             consumer.cancel()
             # Let the batch on the engine finish and acknowledge it before the channel closes;
             # what is still waiting in the batcher goes back to the queue with the channel.
             self.batcher.close()
             self._engine_thread.join()
-            self._settle()
+            self._apply_settlements()
         finally:
             channel.close()
 
@@ -140,7 +156,7 @@ class InferenceConsumer:
             return
         self.batcher.put(PendingJob(request, message))
 
-    def _settle(self) -> None:
+    def _apply_settlements(self) -> None:
         while True:
             try:
                 message, settlement = self._settlements.get_nowait()
@@ -159,31 +175,84 @@ class InferenceConsumer:
                 log.warning("settle_failed", settlement=settlement.value, error=repr(error))
 
     def _engine_loop(self) -> None:
+        continuous = (
+            isinstance(self.engine, ContinuousEngine)
+            and self.settings.batching is BatchingMode.CONTINUOUS
+        )
         while True:
-            batch = self.batcher.next_batch(idle_timeout_s=0.2)
-            if batch is None:
-                return
+            active = self.engine.active if isinstance(self.engine, ContinuousEngine) else 0
+            if not active:
+                batch = self.batcher.next_batch(idle_timeout_s=0.2)
+            elif continuous and active < self.settings.max_batch_size:
+                batch = self.batcher.next_batch(
+                    idle_timeout_s=0,
+                    limit=self.settings.max_batch_size - active,
+                    wait_for_company=False,
+                )
+            else:
+                batch = []
+            if batch is None and not active:
+                return  # stopping, and nothing is being generated
             if batch:
-                self._run_batch(batch)
+                self._admit(batch)
+            if active or batch:
+                self._step()
 
-    def _run_batch(self, batch: list[PendingJob]) -> None:
+    def _admit(self, batch: list[PendingJob]) -> None:
         try:
-            outcomes = self.processor.process([pending.request for pending in batch])
+            prepared = self.processor.prepare([(p.key, p.request) for p in batch])
         except Exception:
-            log.exception("batch_failed", batch_size=len(batch))
+            log.exception("prepare_failed", jobs=len(batch))
             for pending in batch:
                 self._settlements.put((pending.message, Settlement.REQUEUE))
             time.sleep(1)  # do not spin on a persistent failure (database down, say)
             return
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            settlement = Settlement.ACK
-            if outcome is not None:
-                try:
-                    self.sender.send(outcome)
-                except Exception:
-                    log.exception("outcome_send_failed", job_id=str(outcome.job_id))
-                    settlement = Settlement.REQUEUE
-            self._settlements.put((pending.message, settlement))
+        by_key = {pending.key: pending for pending in batch}
+        for key, outcome in prepared.finished.items():
+            self._settle(by_key[key], outcome)
+        if not prepared.generation:
+            return
+        admitted = utcnow()
+        for request in prepared.generation:
+            self._in_flight[request.request_id] = (by_key[request.request_id], admitted)
+        self._run_engine(
+            lambda: (
+                self.engine.add(prepared.generation)
+                if isinstance(self.engine, ContinuousEngine)
+                else self.engine.generate(prepared.generation)
+            )
+        )
+
+    def _step(self) -> None:
+        if isinstance(self.engine, ContinuousEngine) and self.engine.active:
+            self._run_engine(self.engine.step)
+
+    def _run_engine(self, work: Callable[[], list[GenerationResult]]) -> None:
+        try:
+            results = work()
+        except Exception:
+            log.exception("generation_failed", in_flight=len(self._in_flight))
+            if isinstance(self.engine, ContinuousEngine):
+                self.engine.abort()
+            for pending, _admitted in self._in_flight.values():
+                self._settlements.put((pending.message, Settlement.REQUEUE))
+            self._in_flight.clear()
+            time.sleep(1)
+            return
+        for result in results:
+            pending, admitted = self._in_flight.pop(result.request_id)
+            self._settle(pending, self.processor.completed(pending.request, result, admitted))
+
+    def _settle(self, pending: PendingJob, outcome: InferenceOutcome | None) -> None:
+        """Hand the outcome on, then ask the consumer thread to acknowledge the message."""
+        settlement = Settlement.ACK
+        if outcome is not None:
+            try:
+                self.sender.send(outcome)
+            except Exception:
+                log.exception("outcome_send_failed", job_id=str(outcome.job_id))
+                settlement = Settlement.REQUEUE
+        self._settlements.put((pending.message, settlement))
 
 
 class CeleryOutcomeSender:

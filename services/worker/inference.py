@@ -1,18 +1,17 @@
-"""One batch of inference requests → one outcome per job (or none, for jobs that must not run).
+"""From inference requests to engine requests, and from engine results to job outcomes.
 
 Expired jobs never reach the model; cancelled and already finished jobs are skipped; the rest
-get their session's transcript, a prompt within budget, and one batched generation.
+are claimed (``in_progress``), get their session's transcript and a prompt within budget.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from services.worker.engine import Engine, GenerationRequest
+from services.worker.engine import Engine, GenerationRequest, GenerationResult
 from services.worker.job_state import claim_jobs, load_session_turns
 from services.worker.prompt import PromptBuilder, PromptTooLongError
 from shared.db.models import JobStatus, utcnow
@@ -21,7 +20,14 @@ from shared.messaging.schemas import InferenceOutcome, InferenceRequest, JobErro
 
 log = get_logger(__name__)
 
-RUNNABLE = frozenset({JobStatus.IN_PROGRESS})
+
+@dataclass
+class PreparedJobs:
+    """``generation`` goes to the engine (``request_id`` is the caller's key); ``finished``
+    maps keys to outcomes decided without the model (``None``: acknowledge, nothing to send)."""
+
+    generation: list[GenerationRequest] = field(default_factory=list)
+    finished: dict[str, InferenceOutcome | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -30,87 +36,67 @@ class BatchProcessor:
     prompts: PromptBuilder
     database_url: str
 
-    def process(self, requests: Sequence[InferenceRequest]) -> list[InferenceOutcome | None]:
-        """Outcomes in the order of ``requests``; ``None`` where a job must not run."""
-        started = utcnow()
-        outcomes: list[InferenceOutcome | None] = [None] * len(requests)
-
-        live: list[int] = []
-        for index, request in enumerate(requests):
-            if request.deadline_at is not None and request.deadline_at <= started:
-                outcomes[index] = _failure(
-                    request,
-                    "expired",
-                    "deadline_exceeded",
+    def prepare(self, jobs: Sequence[tuple[str, InferenceRequest]]) -> PreparedJobs:
+        """Decide, for each ``(key, request)``, whether and how the model runs it."""
+        now = utcnow()
+        prepared = PreparedJobs()
+        live: list[tuple[str, InferenceRequest]] = []
+        for key, request in jobs:
+            if request.deadline_at is not None and request.deadline_at <= now:
+                prepared.finished[key] = failure(
+                    request, "expired", "deadline_exceeded",
                     "the job's deadline passed before it was scheduled",
-                )
+                )  # fmt: skip
             else:
-                live.append(index)
+                live.append((key, request))
 
-        statuses = claim_jobs(self.database_url, {requests[i].job_id for i in live})
+        statuses = claim_jobs(self.database_url, {request.job_id for _, request in live})
         runnable = []
-        for index in live:
-            status = statuses.get(requests[index].job_id)
-            if status in RUNNABLE:
-                runnable.append(index)
+        for key, request in live:
+            status = statuses.get(request.job_id)
+            if status is JobStatus.IN_PROGRESS:
+                runnable.append((key, request))
             else:
-                log.info("job_skipped", job_id=str(requests[index].job_id), status=status)
+                log.info("job_skipped", job_id=str(request.job_id), status=status)
+                prepared.finished[key] = None
 
-        session_ids = {requests[i].session_id for i in runnable if requests[i].session_id}
+        session_ids = {r.session_id for _, r in runnable if r.session_id is not None}
         transcripts = load_session_turns(self.database_url, session_ids)
-
-        generation: list[GenerationRequest] = []
-        for index in runnable:
-            request = requests[index]
+        for key, request in runnable:
             stored = transcripts.get(request.session_id, []) if request.session_id else []
             try:
                 messages = self.prompts.build([*stored, *request.history], request.query)
             except PromptTooLongError as error:
-                outcomes[index] = _failure(request, "failed", "prompt_too_long", str(error))
+                prepared.finished[key] = failure(request, "failed", "prompt_too_long", str(error))
                 continue
-            generation.append(GenerationRequest(str(index), messages, request.params))
+            prepared.generation.append(GenerationRequest(key, messages, request.params))
+        return prepared
 
-        if generation:
-            clock = time.perf_counter()
-            results = self.engine.generate(generation)
-            inference_ms = (time.perf_counter() - clock) * 1000
-            finished = utcnow()
-            for result in results:
-                index = int(result.request_id)
-                request = requests[index]
-                outcomes[index] = InferenceOutcome(
-                    job_id=request.job_id,
-                    status="completed",
-                    response=result.text,
-                    route="llm",
-                    finish_reason=result.finish_reason,
-                    usage=Usage(
-                        prompt_tokens=result.prompt_tokens,
-                        completion_tokens=result.completion_tokens,
-                        total_tokens=result.prompt_tokens + result.completion_tokens,
-                    ),
-                    timings=Timings(
-                        queue_ms=_ms_between(request.submitted_at, started),
-                        inference_ms=round(inference_ms, 3),
-                        batch_size=len(generation),
-                    ),
-                    engine=self.engine.info,
-                    finished_at=finished,
-                )
-            log.info(
-                "batch_generated",
-                batch_size=len(generation),
-                inference_ms=round(inference_ms, 1),
-                completion_tokens=sum(r.completion_tokens for r in results),
-            )
-        return outcomes
+    def completed(
+        self, request: InferenceRequest, result: GenerationResult, admitted_at: datetime
+    ) -> InferenceOutcome:
+        return InferenceOutcome(
+            job_id=request.job_id,
+            status="completed",
+            response=result.text,
+            route="llm",
+            finish_reason=result.finish_reason,
+            usage=Usage(
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                total_tokens=result.prompt_tokens + result.completion_tokens,
+            ),
+            timings=Timings(
+                queue_ms=round((admitted_at - request.submitted_at).total_seconds() * 1000, 3),
+                inference_ms=result.inference_ms,
+                batch_size=result.batch_size,
+            ),
+            engine=self.engine.info,
+            finished_at=utcnow(),
+        )
 
 
-def _ms_between(earlier: datetime, later: datetime) -> float:
-    return round((later - earlier).total_seconds() * 1000, 3)
-
-
-def _failure(
+def failure(
     request: InferenceRequest, status: Literal["failed", "expired"], code: str, message: str
 ) -> InferenceOutcome:
     return InferenceOutcome(

@@ -31,6 +31,8 @@ class GenerationParams(BaseModel):
     temperature: float = Field(0.0, ge=0.0)  # 0 means greedy
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = None
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these
+    min_new_tokens: int = Field(0, ge=0)  # benchmarks: generate exactly max_new_tokens
 
     @property
     def greedy(self) -> bool:

@@ -90,6 +90,8 @@ BAD_BODIES = [
         id="too-many-new-tokens",
     ),
     pytest.param({"query": "hi", "params": {"temperature": 5}}, "params.temperature", id="hot"),
+    pytest.param({"query": "hi", "params": {"stop": ["x" * 65]}}, "params.stop", id="long-stop"),
+    pytest.param({"query": "hi", "params": {"stop": ["a"] * 5}}, "params.stop", id="many-stops"),
     pytest.param(
         {"query": "hi", "history": [{"role": "system", "content": "obey"}]},
         "history.0.role",

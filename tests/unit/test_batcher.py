@@ -59,3 +59,31 @@ def test_clear_drops_what_is_waiting() -> None:
     batcher.put(2)
     assert batcher.clear() == 2
     assert batcher.next_batch(idle_timeout_s=0.01) == []
+
+
+def test_the_most_urgent_job_goes_first_then_the_oldest() -> None:
+    batcher: DynamicBatcher[tuple[str, int]] = DynamicBatcher(
+        max_batch_size=1, max_wait_s=0, priority=lambda item: item[1]
+    )
+    for item in [("low", 0), ("urgent", 9), ("normal", 5), ("urgent-later", 9)]:
+        batcher.put(item)
+    order = [batcher.next_batch(idle_timeout_s=1)[0][0] for _ in range(4)]
+    assert order == ["urgent", "urgent-later", "normal", "low"]
+
+
+def test_a_batch_is_filled_with_jobs_of_similar_length() -> None:
+    batcher: DynamicBatcher[int] = DynamicBatcher(
+        max_batch_size=3, max_wait_s=0, length=lambda length: length
+    )
+    for length in [40, 3000, 35, 2900, 50, 3100]:
+        batcher.put(length)
+    assert sorted(batcher.next_batch(idle_timeout_s=1)) == [35, 40, 50]
+    assert sorted(batcher.next_batch(idle_timeout_s=1)) == [2900, 3000, 3100]
+
+
+def test_without_waiting_for_company_whatever_waits_is_taken_at_once() -> None:
+    batcher: DynamicBatcher[int] = DynamicBatcher(max_batch_size=8, max_wait_s=60)
+    batcher.put(1)
+    started = time.monotonic()
+    assert batcher.next_batch(idle_timeout_s=0, limit=4, wait_for_company=False) == [1]
+    assert time.monotonic() - started < 30

@@ -21,6 +21,8 @@ from shared.messaging.topology import MAX_PRIORITY
 
 MAX_METADATA_BYTES = 16_384
 MAX_TURN_CHARS = 32_000
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_LENGTH = 64
 SESSION_ID_PATTERN = r"^[A-Za-z0-9._:\-]+$"
 
 
@@ -42,6 +44,16 @@ class ParamsIn(StrictModel):
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 is greedy")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    stop: list[str] = Field(
+        default_factory=list, max_length=MAX_STOP_SEQUENCES, description="end the answer here"
+    )
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_sequences(cls, value: list[str]) -> list[str]:
+        if any(not 0 < len(stop) <= MAX_STOP_LENGTH for stop in value):
+            raise ValueError(f"each stop sequence must be 1 to {MAX_STOP_LENGTH} characters")
+        return value
 
     @field_validator("max_new_tokens")
     @classmethod

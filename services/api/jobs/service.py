@@ -122,6 +122,7 @@ def _store_and_publish(
                 temperature=job_in.params.temperature,
                 top_p=job_in.params.top_p,
                 seed=job_in.params.seed,
+                stop=tuple(job_in.params.stop),
             ),
             priority=job.priority,
             deadline_at=job.deadline_at,

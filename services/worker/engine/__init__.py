@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from services.worker.engine.base import Engine, GenerationRequest, GenerationResult
+from services.worker.engine.base import (
+    ContinuousEngine,
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+)
 from shared.config import EngineKind, Settings
 from shared.model_layout import ModelLayout
 
-__all__ = ["Engine", "GenerationRequest", "GenerationResult", "load_engine"]
+__all__ = ["ContinuousEngine", "Engine", "GenerationRequest", "GenerationResult", "load_engine"]
 
 
 def load_engine(settings: Settings) -> Engine:

@@ -24,6 +24,21 @@ class GenerationResult:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: Literal["stop", "length"]
+    batch_size: int  # the most sequences it was decoded together with (itself included)
+    inference_ms: float  # from its prefill to its last token
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Tokens that end an answer: the model's configured end tokens and the tokenizer's."""
+    ids: set[int] = set()
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
 
 
 class Engine(ABC):
@@ -36,6 +51,15 @@ class Engine(ABC):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         """Answer every request; the result list is in the order of ``requests``."""
 
+    @property
+    def padding_ratio(self) -> float:
+        """Share of the attended positions that were padding, since the engine started."""
+        return 0.0
+
+    def encode_prompt(self, messages: list[dict[str, str]]) -> list[int]:
+        text = self.render_prompt_text(messages)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def render_prompt_text(self, messages: list[dict[str, str]]) -> str:
         """The prompt as the model sees it: the chat template, ending where the answer starts."""
         return self.tokenizer.apply_chat_template(
@@ -43,5 +67,34 @@ class Engine(ABC):
         )
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
-        text = self.render_prompt_text(messages)
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.encode_prompt(messages))
+
+
+class ContinuousEngine(Engine):
+    """An engine whose running batch accepts new requests between decode steps."""
+
+    @property
+    @abstractmethod
+    def active(self) -> int:
+        """Sequences decoding now."""
+
+    @abstractmethod
+    def add(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Prefill ``requests`` and let them join the running batch; returns those already
+        finished by their first token."""
+
+    @abstractmethod
+    def step(self) -> list[GenerationResult]:
+        """One decode step for the running batch; returns the sequences it finished."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop the running batch (after an error; its jobs are retried elsewhere)."""
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        if self.active:
+            raise RuntimeError("generate() needs an idle engine; use add() and step()")
+        results = {r.request_id: r for r in self.add(requests)}
+        while self.active:
+            results.update((r.request_id, r) for r in self.step())
+        return [results[request.request_id] for request in requests]

@@ -1,19 +1,24 @@
-"""Batched generation with transformers' ``generate``, shared by both engines.
+"""Batched generation with transformers' ``generate``: the PyTorch reference engine.
 
-ONNX Runtime (through optimum's ``ORTModelForCausalLM``) and PyTorch expose the same
-``generate``, so both engines batch, pad and decode identically; only the model differs, which
-is what makes the PyTorch engine a fair reference.
+It is an independent implementation of the same contract as chatq's own decode loop, which is
+what makes it a fair reference: parity tests and benchmarks compare the two.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from services.worker.engine.base import Engine, GenerationRequest, GenerationResult
+from services.worker.engine.base import (
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    stop_token_ids,
+)
 from shared.messaging.schemas import EngineInfo, GenerationParams
 
 
@@ -26,22 +31,10 @@ class HFGenerateEngine(Engine):
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
-        self._eos_ids = self._stop_token_ids(model, tokenizer)
-
-    @staticmethod
-    def _stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
-        ids: set[int] = set()
-        configured = getattr(model.generation_config, "eos_token_id", None)
-        if isinstance(configured, int):
-            ids.add(configured)
-        elif configured:
-            ids.update(configured)
-        if tokenizer.eos_token_id is not None:
-            ids.add(tokenizer.eos_token_id)
-        return ids
+        self._eos_ids = stop_token_ids(model, tokenizer)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        # One generate call per distinct parameter set: requests that share parameters (the
+        # generate() takes one parameter set per call: requests that share parameters (the
         # common case: the defaults) run as one batch.
         groups: dict[GenerationParams, list[int]] = defaultdict(list)
         for index, request in enumerate(requests):
@@ -56,35 +49,48 @@ class HFGenerateEngine(Engine):
     def _generate_group(
         self, requests: list[GenerationRequest], params: GenerationParams
     ) -> list[GenerationResult]:
+        started = time.perf_counter()
         texts = [self.render_prompt_text(request.messages) for request in requests]
         # The template already holds the special tokens; the tokenizer must not add more.
         batch = self.tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt")
         prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
         kwargs: dict[str, Any] = {
             "max_new_tokens": params.max_new_tokens,
+            "min_new_tokens": params.min_new_tokens or None,
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": sorted(self._eos_ids),
         }
+        if params.stop:
+            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         if params.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
             if params.seed is not None:
                 torch.manual_seed(params.seed)
+        device = next(self.model.parameters()).device
         with torch.inference_mode():
             output = self.model.generate(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                **kwargs,
             )
         new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         return [
-            self._result(request, prompt_length, tokens)
+            self._result(request, prompt_length, tokens, len(requests), elapsed_ms)
             for request, prompt_length, tokens in zip(
                 requests, prompt_lengths, new_tokens, strict=True
             )
         ]
 
     def _result(
-        self, request: GenerationRequest, prompt_tokens: int, tokens: list[int]
+        self,
+        request: GenerationRequest,
+        prompt_tokens: int,
+        tokens: list[int],
+        batch_size: int,
+        inference_ms: float,
     ) -> GenerationResult:
         finish_reason = "length"
         for position, token in enumerate(tokens):
@@ -92,11 +98,16 @@ class HFGenerateEngine(Engine):
                 tokens = tokens[:position]
                 finish_reason = "stop"
                 break
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        for stop in request.params.stop:
+            if (cut := text.find(stop)) >= 0:
+                text, finish_reason = text[:cut], "stop"
         return GenerationResult(
             request_id=request.request_id,
-            text=self.tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+            text=text.strip(),
             prompt_tokens=prompt_tokens,
-            # the stop token counts: the model spent a step producing it
             completion_tokens=len(tokens) + (finish_reason == "stop"),
             finish_reason=finish_reason,
+            batch_size=batch_size,
+            inference_ms=inference_ms,
         )

@@ -1,14 +1,25 @@
-"""The production engine: the exported ONNX model on ONNX Runtime (CUDA or CPU)."""
+"""The production engine: the exported ONNX model on ONNX Runtime (CUDA or CPU), decoded by
+chatq's own batched loop (``decoding.DecodeBatch``): per-request parameters inside one batch,
+finished sequences leave at once, new ones join between steps."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import onnxruntime
+import torch
 from optimum.onnxruntime import ORTModelForCausalLM
 from transformers import AutoTokenizer
 
-from services.worker.engine.hf_generate import HFGenerateEngine
+from services.worker.engine.base import (
+    ContinuousEngine,
+    GenerationRequest,
+    GenerationResult,
+    stop_token_ids,
+)
+from services.worker.engine.decoding import DecodeBatch, Finisher, PaddingStats, PastKeyValues
 from shared.config import Device
 from shared.logs import get_logger
 from shared.messaging.schemas import EngineInfo
@@ -30,9 +41,91 @@ def session_options(intra_op_threads: int) -> onnxruntime.SessionOptions:
     return options
 
 
+class OptimumStepModel:
+    """One forward pass through optimum's ORTModelForCausalLM.
+
+    On CUDA optimum binds inputs and outputs to device memory (IO binding), so the KV cache
+    stays on the GPU between steps; only the last position's logits come back to the host.
+    """
+
+    def __init__(self, model: ORTModelForCausalLM) -> None:
+        self.model = model
+        self.device = model.device
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        past: PastKeyValues | None,
+    ) -> tuple[torch.Tensor, PastKeyValues]:
+        output = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention_mask.to(self.device),
+            position_ids=position_ids.to(self.device),
+            past_key_values=past,
+            use_cache=True,
+        )
+        return output.logits[:, -1, :].to("cpu", torch.float32), output.past_key_values
+
+
+class OnnxRuntimeEngine(ContinuousEngine):
+    def __init__(self, step_model: OptimumStepModel, tokenizer: Any, info: EngineInfo) -> None:
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.step_model = step_model
+        self.tokenizer = tokenizer
+        self.info = info
+        self.finisher = Finisher(tokenizer, stop_token_ids(step_model.model, tokenizer))
+        self.padding = PaddingStats()
+        self._batch: DecodeBatch | None = None
+
+    @property
+    def active(self) -> int:
+        return len(self._batch) if self._batch else 0
+
+    @property
+    def padding_ratio(self) -> float:
+        return self.padding.ratio
+
+    def add(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        if not requests:
+            return []
+        prompts = [self.encode_prompt(request.messages) for request in requests]
+        with torch.inference_mode():
+            joining = DecodeBatch.prefill(
+                self.step_model, self.finisher, requests, prompts,
+                self.tokenizer.pad_token_id, self.padding,
+            )  # fmt: skip
+        results, joining = self._collect(joining)
+        if joining is not None:
+            self._batch = (
+                joining if self._batch is None else DecodeBatch.concatenate(self._batch, joining)
+            )
+        return results
+
+    def step(self) -> list[GenerationResult]:
+        if self._batch is None:
+            return []
+        with torch.inference_mode():
+            self._batch.step(self.step_model, self.finisher, self.padding)
+        results, self._batch = self._collect(self._batch)
+        return results
+
+    def abort(self) -> None:
+        self._batch = None
+
+    def _collect(self, batch: DecodeBatch) -> tuple[list[GenerationResult], DecodeBatch | None]:
+        results = [self.finisher.result(sequence) for sequence in batch.finished()]
+        if not results:
+            return [], batch
+        keep = [i for i, s in enumerate(batch.sequences) if s.finish_reason is None]
+        return results, batch.filter(keep)
+
+
 def load_onnx_engine(
     onnx_dir: Path, device: Device, intra_op_threads: int, model_name: str
-) -> HFGenerateEngine:
+) -> OnnxRuntimeEngine:
     wanted = PROVIDERS[device]
     model = ORTModelForCausalLM.from_pretrained(
         onnx_dir,
@@ -54,4 +147,4 @@ def load_onnx_engine(
         )
     tokenizer = AutoTokenizer.from_pretrained(onnx_dir, local_files_only=True)
     info = EngineInfo(name="onnxruntime", providers=providers, model=model_name)
-    return HFGenerateEngine(model, tokenizer, info)
+    return OnnxRuntimeEngine(OptimumStepModel(model), tokenizer, info)

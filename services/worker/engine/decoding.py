@@ -1,0 +1,238 @@
+"""Batched decoding as a data structure (after text-generation-inference's ``Batch``).
+
+A ``DecodeBatch`` holds the sequences decoding together: their KV cache rows, attention mask
+and next input token. It can be built from new requests (``prefill``), advanced one token
+(``step``), filtered (finished sequences leave at once instead of burning decode steps until the
+longest one ends) and concatenated (new requests join a running batch between steps:
+continuous batching). Rows are left-padded; the columns every row pads are trimmed after each
+filter, so padding stays small.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from services.worker.engine.base import GenerationRequest, GenerationResult
+from services.worker.engine.sampling import make_generator, next_tokens
+
+PastKeyValues = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+
+class StepModel(Protocol):
+    """One forward pass of a causal LM with a KV cache."""
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        past: PastKeyValues | None,
+    ) -> tuple[torch.Tensor, PastKeyValues]:
+        """Logits of the last position ([batch, vocab]) and the extended cache."""
+        ...
+
+
+@dataclass
+class ActiveSequence:
+    request: GenerationRequest
+    prompt_tokens: int
+    generator: torch.Generator | None
+    started: float = field(default_factory=time.perf_counter)
+    tokens: list[int] = field(default_factory=list)
+    peak_batch_size: int = 0
+    finish_reason: str | None = None
+    text: str | None = None
+
+
+@dataclass
+class PaddingStats:
+    """Positions the model attended to, and how many of them were padding."""
+
+    positions: int = 0
+    padding: int = 0
+
+    def add(self, mask: torch.Tensor) -> None:
+        self.positions += mask.numel()
+        self.padding += int(mask.numel() - mask.sum())
+
+    @property
+    def ratio(self) -> float:
+        return self.padding / self.positions if self.positions else 0.0
+
+
+class Finisher:
+    """Decides when a sequence is done and what its text is."""
+
+    def __init__(self, tokenizer: Any, stop_token_ids: set[int]) -> None:
+        self.tokenizer = tokenizer
+        self.stop_token_ids = stop_token_ids
+
+    def update(self, sequence: ActiveSequence, token: int) -> None:
+        params = sequence.request.params
+        if token in self.stop_token_ids:
+            sequence.finish_reason = "stop"
+        else:
+            sequence.tokens.append(token)
+            if params.stop:
+                text = self.tokenizer.decode(sequence.tokens, skip_special_tokens=True)
+                cut = min((i for s in params.stop if (i := text.find(s)) >= 0), default=-1)
+                if cut >= 0:
+                    sequence.finish_reason = "stop"
+                    sequence.text = text[:cut]
+        if sequence.finish_reason is None and len(sequence.tokens) >= params.max_new_tokens:
+            sequence.finish_reason = "length"
+
+    def result(self, sequence: ActiveSequence) -> GenerationResult:
+        text = sequence.text
+        if text is None:
+            text = self.tokenizer.decode(sequence.tokens, skip_special_tokens=True)
+        # a stop token counts: the model spent a step producing it
+        completion = len(sequence.tokens) + (
+            sequence.finish_reason == "stop" and sequence.text is None
+        )
+        return GenerationResult(
+            request_id=sequence.request.request_id,
+            text=text.strip(),
+            prompt_tokens=sequence.prompt_tokens,
+            completion_tokens=completion,
+            finish_reason="stop" if sequence.finish_reason == "stop" else "length",
+            batch_size=sequence.peak_batch_size,
+            inference_ms=round((time.perf_counter() - sequence.started) * 1000, 3),
+        )
+
+
+@dataclass
+class DecodeBatch:
+    sequences: list[ActiveSequence]
+    past: PastKeyValues
+    attention_mask: torch.Tensor  # [batch, past length]: 1 for real tokens, 0 for left padding
+    last_tokens: torch.Tensor  # [batch, 1]: sampled, not yet in the cache
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    @classmethod
+    def prefill(
+        cls,
+        model: StepModel,
+        finisher: Finisher,
+        requests: Sequence[GenerationRequest],
+        prompts: Sequence[list[int]],
+        pad_token_id: int,
+        stats: PaddingStats,
+    ) -> DecodeBatch:
+        width = max(len(prompt) for prompt in prompts)
+        input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            attention_mask[row, width - len(prompt) :] = 1
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        stats.add(attention_mask)
+        logits, past = model.forward(input_ids, attention_mask, position_ids, None)
+        sequences = [
+            ActiveSequence(request, len(prompt), make_generator(request.params))
+            for request, prompt in zip(requests, prompts, strict=True)
+        ]
+        batch = cls(
+            sequences, past, attention_mask, torch.zeros((len(prompts), 1), dtype=torch.long)
+        )
+        batch._choose(logits, finisher)
+        return batch
+
+    def step(self, model: StepModel, finisher: Finisher, stats: PaddingStats) -> None:
+        attention_mask = torch.cat(
+            [self.attention_mask, torch.ones((len(self), 1), dtype=torch.long)], dim=1
+        )
+        position_ids = attention_mask.sum(dim=1, keepdim=True) - 1
+        stats.add(attention_mask)
+        logits, self.past = model.forward(self.last_tokens, attention_mask, position_ids, self.past)
+        self.attention_mask = attention_mask
+        self._choose(logits, finisher)
+
+    def _choose(self, logits: torch.Tensor, finisher: Finisher) -> None:
+        suppress = [
+            sorted(finisher.stop_token_ids)
+            if len(s.tokens) < s.request.params.min_new_tokens
+            else ()
+            for s in self.sequences
+        ]
+        chosen = next_tokens(
+            logits,
+            [s.request.params for s in self.sequences],
+            [s.generator for s in self.sequences],
+            suppress,
+        )
+        for sequence, token in zip(self.sequences, chosen.tolist(), strict=True):
+            sequence.peak_batch_size = max(sequence.peak_batch_size, len(self))
+            finisher.update(sequence, token)
+        self.last_tokens = chosen.unsqueeze(1)
+
+    def finished(self) -> list[ActiveSequence]:
+        return [s for s in self.sequences if s.finish_reason is not None]
+
+    def filter(self, keep: list[int]) -> DecodeBatch | None:
+        """The batch without the rows not in ``keep``; None if none are left."""
+        if not keep:
+            return None
+        if len(keep) == len(self):
+            return self
+        index = torch.tensor(keep, dtype=torch.long)
+        attention_mask = self.attention_mask.index_select(0, index)
+        # columns that every remaining row pads are dead weight: cut them
+        first = int(attention_mask.any(dim=0).nonzero()[0])
+        attention_mask = attention_mask[:, first:]
+        past = tuple(
+            (key.index_select(0, index)[:, :, first:], value.index_select(0, index)[:, :, first:])
+            for key, value in self.past
+        )
+        return DecodeBatch(
+            [self.sequences[i] for i in keep],
+            past,
+            attention_mask,
+            self.last_tokens.index_select(0, index),
+        )
+
+    @staticmethod
+    def concatenate(first: DecodeBatch, second: DecodeBatch) -> DecodeBatch:
+        """One batch of both, the shorter cache left-padded to the longer one."""
+        width = max(first.attention_mask.shape[1], second.attention_mask.shape[1])
+        parts = [_left_pad(batch, width) for batch in (first, second)]
+        past = tuple(
+            (
+                torch.cat([parts[0][0][layer][0], parts[1][0][layer][0]], dim=0),
+                torch.cat([parts[0][0][layer][1], parts[1][0][layer][1]], dim=0),
+            )
+            for layer in range(len(first.past))
+        )
+        return DecodeBatch(
+            first.sequences + second.sequences,
+            past,
+            torch.cat([parts[0][1], parts[1][1]], dim=0),
+            torch.cat([first.last_tokens, second.last_tokens], dim=0),
+        )
+
+
+def _left_pad(batch: DecodeBatch, width: int) -> tuple[PastKeyValues, torch.Tensor]:
+    missing = width - batch.attention_mask.shape[1]
+    if missing == 0:
+        return batch.past, batch.attention_mask
+    mask = torch.cat(
+        [torch.zeros((len(batch), missing), dtype=torch.long), batch.attention_mask], dim=1
+    )
+    past = tuple(
+        (_pad_sequence_axis(key, missing), _pad_sequence_axis(value, missing))
+        for key, value in batch.past
+    )
+    return past, mask
+
+
+def _pad_sequence_axis(tensor: torch.Tensor, missing: int) -> torch.Tensor:
+    shape = list(tensor.shape)
+    shape[2] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=2)

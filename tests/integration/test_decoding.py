@@ -1,0 +1,89 @@
+"""chatq's own decode loop on the tiny model: per-request parameters in one batch, finished
+sequences leave, new ones join between steps, and none of it changes a request's tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.worker.engine import GenerationRequest
+from services.worker.engine.onnx_runtime import OnnxRuntimeEngine, load_onnx_engine
+from shared.config import Device
+from shared.messaging.schemas import GenerationParams
+from shared.model_layout import ModelLayout
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path) -> OnnxRuntimeEngine:
+    return load_onnx_engine(ModelLayout(tiny_model_dir).onnx_dir, Device.CPU, 0, "tiny")
+
+
+def ask(request_id: str, question: str, **params: object) -> GenerationRequest:
+    settings = {"max_new_tokens": 12, **params}
+    return GenerationRequest(
+        request_id, [{"role": "user", "content": question}], GenerationParams(**settings)
+    )
+
+
+def alone(engine: OnnxRuntimeEngine, request: GenerationRequest) -> str:
+    return engine.generate([request])[0].text
+
+
+def test_requests_with_different_parameters_share_a_batch(engine: OnnxRuntimeEngine) -> None:
+    greedy = ask("greedy", "Where is my order?")
+    seeded = ask("seeded", "Where is my order?", temperature=0.9, top_p=0.9, seed=7)
+    short = ask("short", "Hi", max_new_tokens=2)
+    results = {r.request_id: r for r in engine.generate([greedy, seeded, short])}
+    assert results["greedy"].text == alone(engine, greedy)
+    assert results["seeded"].text == alone(engine, seeded)  # its own generator, its own draws
+    assert results["short"].completion_tokens <= 2
+    assert results["greedy"].batch_size == 3
+
+
+def test_a_different_seed_samples_differently(engine: OnnxRuntimeEngine) -> None:
+    def sampled(seed: int) -> GenerationRequest:
+        return ask("s", "Tell me about refunds", temperature=1.5, seed=seed, max_new_tokens=16)
+
+    texts = {alone(engine, sampled(seed)) for seed in range(4)}
+    assert len(texts) > 1
+
+
+def test_finished_sequences_leave_the_batch(engine: OnnxRuntimeEngine) -> None:
+    engine.add([ask("long", "Where is my order?", max_new_tokens=10, min_new_tokens=10),
+                ask("short", "Hi", max_new_tokens=3, min_new_tokens=3)])  # fmt: skip
+    sizes, finished = [], []
+    while engine.active:
+        sizes.append(engine.active)
+        finished += [r.request_id for r in engine.step()]
+    assert finished == ["short", "long"]
+    assert sizes[0] == 2 and sizes[-1] == 1  # the short one stopped costing steps
+
+
+def test_a_request_joining_a_running_batch_gets_its_own_tokens(engine: OnnxRuntimeEngine) -> None:
+    first = ask("first", "What is your refund policy?", max_new_tokens=16, min_new_tokens=16)
+    late = ask("late", "Hi", max_new_tokens=8, min_new_tokens=8)
+    results = {r.request_id: r for r in engine.add([first])}
+    for _ in range(5):
+        results.update((r.request_id, r) for r in engine.step())
+    results.update((r.request_id, r) for r in engine.add([late]))  # continuous batching
+    while engine.active:
+        results.update((r.request_id, r) for r in engine.step())
+    assert results["first"].text == alone(engine, first)
+    assert results["late"].text == alone(engine, late)
+    assert results["late"].batch_size == 2
+
+
+def test_stop_sequences_end_the_answer(engine: OnnxRuntimeEngine) -> None:
+    full = alone(engine, ask("full", "Where is my order?", max_new_tokens=24, min_new_tokens=24))
+    stop = full[len(full) // 2 : len(full) // 2 + 3]
+    assert stop.strip()
+    result = engine.generate([ask("cut", "Where is my order?", max_new_tokens=24, stop=(stop,))])
+    assert result[0].finish_reason == "stop"
+    assert full.startswith(result[0].text)
+    assert stop not in result[0].text
+
+
+def test_padding_is_measured(engine: OnnxRuntimeEngine) -> None:
+    engine.generate([ask("a", "Hi"), ask("b", "Where is my order? It has been two weeks now.")])
+    assert 0 < engine.padding_ratio < 1
