@@ -77,6 +77,7 @@ def cmd_model_build(args: argparse.Namespace) -> int:
     from shared.config import get_settings
     from shared.logs import configure_logging
     from training.model_build import ModelSource, build_model
+    from training.variants import Quantization
 
     settings = get_settings()
     configure_logging(settings.model_copy(update={"log_format": "console"}), "model-build")
@@ -86,11 +87,22 @@ def cmd_model_build(args: argparse.Namespace) -> int:
         if args.source
         else ModelSource.default(_cache_dir(settings.model_dir))
     )
-    manifest = build_model(source, out, force=args.force)
+    quantizations = [Quantization(q) for q in args.quantize or ()]
+    manifest = build_model(source, out, force=args.force, quantizations=quantizations)
+    parity = manifest.parity
     print(
-        f"model {manifest.name} ({manifest.parameters / 1e6:.1f}M parameters) ready in {out}; "
-        f"ONNX Runtime = PyTorch greedy tokens: {manifest.parity_tokens_identical}"
+        f"model {manifest.name} ({manifest.parameters / 1e6:.1f}M parameters) ready in {out}\n"
+        f"  ONNX Runtime fp32 vs PyTorch: {parity.identical_sequences}/{parity.prompts} "
+        f"identical greedy answers, {parity.token_agreement:.1%} of tokens agree "
+        f"(graph fused: {manifest.graph_fused})"
     )
+    for name, report in manifest.variants.items():
+        print(
+            f"  {name} vs fp32: {report.identical_sequences}/{report.prompts} identical answers, "
+            f"{report.token_agreement:.1%} of tokens agree ({report.new_tokens} tokens each)"
+        )
+    for name, error in manifest.variant_errors.items():
+        print(f"  {name}: {error}")
     return 0
 
 
@@ -188,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--from", dest="source", help="a Hugging Face causal LM folder")
     build.add_argument("--out", help="target folder (default CHATQ_MODEL_DIR)")
     build.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    build.add_argument(
+        "--quantize",
+        action="append",
+        choices=["int8", "fp16"],
+        help="also build a quantised variant (int8 for CPUs, fp16 for CUDA); repeatable",
+    )
     build.set_defaults(handler=cmd_model_build)
     random = model.add_parser("random", help="write a random-weight model folder")
     random.add_argument("--out", required=True, help="target folder")

@@ -30,6 +30,14 @@ class EngineKind(StrEnum):
     TORCH = "torch"  # PyTorch eager: the reference that parity tests and benchmarks compare to
 
 
+class ModelVariant(StrEnum):
+    """Which export of the model the worker runs (``chatq model build --quantize``)."""
+
+    FP32 = "fp32"
+    INT8 = "int8"
+    FP16 = "fp16"
+
+
 class BatchingMode(StrEnum):
     """How the worker batches."""
 
@@ -78,12 +86,16 @@ class Settings(BaseSettings):
     """``cpu`` or ``cuda`` (CUDAExecutionProvider; needs the ``gpu`` extra)."""
     engine: EngineKind = EngineKind.ONNX
     """``onnx`` (ONNX Runtime) or ``torch`` (PyTorch reference)."""
+    model_variant: ModelVariant = ModelVariant.FP32
+    """ONNX export to run: ``fp32``, or a variant built with ``--quantize`` (``int8``, ``fp16``)."""
     max_batch_size: int = Field(8, ge=1, le=256)
     """Most jobs one batched generation takes."""
     max_wait_ms: int = Field(30, ge=0, le=60_000)
     """How long the batcher waits for a batch to fill after its first job arrives."""
     batching: BatchingMode = BatchingMode.CONTINUOUS
     """``continuous`` (jobs join the running batch between steps) or ``static``."""
+    max_job_attempts: int = Field(3, ge=1, le=100)
+    """Times a worker may take a job (crashes redeliver it); past this it fails as poison."""
     prefetch_count: int = Field(0, ge=0, le=10_000)
     """Unacknowledged messages a worker may hold; 0 means twice the batch size."""
     intra_op_threads: int = Field(0, ge=0, le=256)
@@ -118,6 +130,8 @@ class Settings(BaseSettings):
     """Cap on ``GET /v1/jobs/{id}?wait=N``."""
     chat_timeout_s: float = Field(60.0, gt=0, le=600)
     """How long ``POST /v1/chat`` waits for the answer before answering 504."""
+    max_queue_depth: int = Field(0, ge=0)
+    """Jobs waiting in ``chat.inference`` above which the API answers 429; 0: no limit."""
     publish_timeout_s: float = Field(5.0, gt=0, le=120)
     """Wait for the broker's publish confirm before leaving the job to the outbox relay."""
 
@@ -142,6 +156,8 @@ class Settings(BaseSettings):
     """Allow webhook URLs that resolve to private, loopback or link-local addresses."""
     webhook_timeout_s: float = Field(10.0, gt=0, le=120)
     """Timeout of one webhook attempt."""
+    webhook_sweep_interval_s: float = Field(2.0, gt=0, le=3600)
+    """How often post-processors look for webhook attempts that are due (retries, re-sends)."""
     webhook_retry_schedule_s: list[float] = Field(
         default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE_S)
     )

@@ -13,6 +13,7 @@ from shared.db.models import Job, JobStatus
 
 class JobLinks(BaseModel):
     self: str
+    cancel: str
 
 
 class JobView(BaseModel):
@@ -56,5 +57,5 @@ class JobView(BaseModel):
             created_at=job.created_at,
             started_at=job.started_at,
             completed_at=job.completed_at,
-            links=JobLinks(self=f"/v1/jobs/{job.id}"),
+            links=JobLinks(self=f"/v1/jobs/{job.id}", cancel=f"/v1/jobs/{job.id}/cancel"),
         )

@@ -7,20 +7,15 @@ runs never collide. Servers are found through ``CHATQ_TEST_POSTGRES_URL`` and
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from chatq.demo import free_port
+from chatq.namespaces import Namespace, ServersUnavailableError, create_namespace, drop_namespace
 from chatq.stack import Stack
 from shared.api_keys import IssuedKey, create_api_key
 from shared.config import Settings
@@ -33,10 +28,7 @@ from shared.messaging.topology import ALL_QUEUES, declare_topology
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_CACHE = REPO_ROOT / ".cache" / "test-models"
 
-POSTGRES_URL = os.environ.get(
-    "CHATQ_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-RABBITMQ_URL = os.environ.get("CHATQ_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+NamespaceFactory = Callable[[], Namespace]
 
 BACKENDS = ("embedded", "servers")
 
@@ -62,55 +54,22 @@ def tiny_model_dir() -> Path:
 # --- backends -------------------------------------------------------------------------------
 
 
-def _postgres_admin() -> psycopg.Connection:
-    url = make_url(POSTGRES_URL)
-    return psycopg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-        dbname=url.database, autocommit=True,
-    )  # fmt: skip
-
-
-def _rabbitmqctl(*args: str) -> None:
-    completed = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, check=False)
-    if completed.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {completed.stderr.strip()}")
-
-
-@dataclass
-class ServerNamespace:
-    """A database and a virtual host of this test run's own."""
-
-    database_url: str
-    broker_url: str
-
-
-NamespaceFactory = Callable[[], ServerNamespace]
-
-
 @pytest.fixture(scope="session")
 def server_namespace_factory() -> Iterator[NamespaceFactory]:
-    created: list[tuple[str, str]] = []
+    """Makes a database and a virtual host of this test run's own; drops them all at the end."""
+    created: list[Namespace] = []
 
-    def make() -> ServerNamespace:
-        name = f"chatq_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    def make() -> Namespace:
         try:
-            with _postgres_admin() as admin:
-                admin.execute(f'CREATE DATABASE "{name}"')
-        except psycopg.OperationalError as error:
-            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable ({error}); start it first")
-        vhost = name.replace("_", "-")
-        _rabbitmqctl("add_vhost", vhost)
-        user = urlsplit(RABBITMQ_URL).username or "guest"
-        _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
-        created.append((name, vhost))
-        database_url = make_url(POSTGRES_URL).set(database=name).render_as_string(False)
-        return ServerNamespace(database_url, RABBITMQ_URL.rstrip("/") + "/" + vhost)
+            namespace = create_namespace("chatq_test")
+        except ServersUnavailableError as error:
+            pytest.fail(str(error))
+        created.append(namespace)
+        return namespace
 
     yield make
-    for name, vhost in created:
-        with _postgres_admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        _rabbitmqctl("delete_vhost", vhost)
+    for namespace in created:
+        drop_namespace(namespace)
 
 
 def backend_env(

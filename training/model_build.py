@@ -1,9 +1,10 @@
 """``chatq model build``: a Hugging Face causal LM (a folder, or the default GGUF) → fp32
-PyTorch folder → ONNX with KV cache, checked for greedy-token parity, described by a manifest.
+PyTorch folder → ONNX with KV cache → fused graph, checked for greedy-token parity with PyTorch,
+plus optional quantised variants judged by their agreement with fp32; a manifest describes it.
 
-Idempotent: a folder already built from the same source is left alone unless ``force``.
-The new build is made beside the target and swapped in at the end, so a failed or interrupted
-build never leaves a half-written model where the workers look.
+Idempotent: a folder already built from the same source is left alone unless ``force`` (and
+only missing variants are added). The new build is made beside the target and swapped in at the
+end, so a failed or interrupted build never leaves a half-written model where workers look.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,16 +23,17 @@ from tqdm import tqdm
 from shared.logs import get_logger
 from shared.model_layout import ModelLayout, ModelManifest
 from training.default_model import DEFAULT_MODEL_NAME, locate_default_gguf
+from training.variants import (
+    AGREEMENT_NEW_TOKENS,
+    AGREEMENT_PROMPTS,
+    Quantization,
+    agreement,
+    fuse_graph,
+    greedy_tokens,
+    quantize,
+)
 
 log = get_logger(__name__)
-
-# Prompts for the build's own parity check (ONNX Runtime vs PyTorch, greedy).
-PARITY_PROMPTS = (
-    "How do I reset my router?",
-    "What is your refund policy?",
-    "Where is my order?",
-)
-PARITY_NEW_TOKENS = 16
 
 
 class ModelSourceError(ValueError):
@@ -117,53 +120,57 @@ def _align_special_tokens(model: Any, tokenizer: Any) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
-def _greedy_tokens(model: Any, tokenizer: Any) -> list[list[int]]:
-    import torch
+def _load_onnx(folder: Path) -> Any:
+    import onnxruntime
+    from optimum.onnxruntime import ORTModelForCausalLM
 
-    texts = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
-        )
-        for text in PARITY_PROMPTS
-    ]
-    batch = tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt")
-    with torch.inference_mode():
-        output = model.generate(
-            **batch,
-            max_new_tokens=PARITY_NEW_TOKENS,
-            min_new_tokens=PARITY_NEW_TOKENS,
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    return output[:, batch["input_ids"].shape[1] :].tolist()
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ORTModelForCausalLM.from_pretrained(
+        folder, use_cache=True, local_files_only=True, session_options=options
+    )
+
+
+def _tokens(model: Any, tokenizer: Any) -> list[list[int]]:
+    return greedy_tokens(model, tokenizer, AGREEMENT_PROMPTS, AGREEMENT_NEW_TOKENS)
 
 
 def build_model(
-    source: ModelSource, model_dir: Path, *, force: bool = False, progress: bool = True
+    source: ModelSource,
+    model_dir: Path,
+    *,
+    force: bool = False,
+    quantizations: Sequence[Quantization] = (),
+    progress: bool = True,
 ) -> ModelManifest:
     """Build ``source`` into ``model_dir`` (see the module docstring)."""
     layout = ModelLayout(model_dir)
-    existing = layout.read_manifest()
+    manifest = layout.read_manifest()
     up_to_date = (
-        existing is not None
-        and existing.fingerprint == source.fingerprint
+        manifest is not None
+        and manifest.fingerprint == source.fingerprint
         and layout.onnx_dir.is_dir()
         and layout.pytorch_dir.is_dir()
     )
     if up_to_date and not force:
-        log.info("model_up_to_date", model_dir=str(model_dir), name=existing.name)
-        return existing
+        log.info("model_up_to_date", model_dir=str(model_dir), name=manifest.name)
+    else:
+        manifest = _build_base(source, layout, progress)
+    assert manifest is not None
+    for quantization in quantizations:
+        if quantization.value not in manifest.variants or force:
+            manifest = _build_variant(layout, manifest, quantization)
+    return manifest
 
+
+def _build_base(source: ModelSource, layout: ModelLayout, progress: bool) -> ModelManifest:
     from optimum.exporters.onnx import main_export
-    from optimum.onnxruntime import ORTModelForCausalLM
 
-    staging = ModelLayout(model_dir.with_name(model_dir.name + ".building"))
+    staging = ModelLayout(layout.root.with_name(layout.root.name + ".building"))
+    exported = staging.root / "onnx-unfused"
     shutil.rmtree(staging.root, ignore_errors=True)
     staging.root.mkdir(parents=True)
-    steps = tqdm(total=4, desc="model build", unit="step", disable=not progress)
+    steps = tqdm(total=5, desc="model build", unit="step", disable=not progress)
     try:
         steps.set_postfix_str(f"loading {source.name}")
         model, tokenizer = _load_source(source)
@@ -180,28 +187,38 @@ def build_model(
             warnings.simplefilter("ignore")
             main_export(
                 staging.pytorch_dir,
-                staging.onnx_dir,
+                exported,
                 task="text-generation-with-past",
                 library_name="transformers",
                 do_validation=False,  # the greedy-token check below is the stricter test
                 local_files_only=True,
             )
-        tokenizer.save_pretrained(staging.onnx_dir)
-        onnx_model = ORTModelForCausalLM.from_pretrained(
-            staging.onnx_dir, use_cache=True, local_files_only=True
-        )
+        tokenizer.save_pretrained(exported)
+        steps.update()
+
+        steps.set_postfix_str("fusing the graph")
+        reference = _tokens(model, tokenizer)
+        fuse_graph(exported, staging.onnx_dir, model.config)
+        parity = agreement(reference, _tokens(_load_onnx(staging.onnx_dir), tokenizer))
+        fused = parity.identical
+        if not fused:
+            log.warning("graph_fusion_changed_tokens", agreement=parity.token_agreement)
+            shutil.rmtree(staging.onnx_dir)
+            exported.rename(staging.onnx_dir)
         steps.update()
 
         steps.set_postfix_str("checking ONNX Runtime against PyTorch")
-        identical = _greedy_tokens(onnx_model, tokenizer) == _greedy_tokens(model, tokenizer)
+        if not fused:
+            parity = agreement(reference, _tokens(_load_onnx(staging.onnx_dir), tokenizer))
+        shutil.rmtree(exported, ignore_errors=True)
         steps.update()
     except BaseException:
         steps.close()
         shutil.rmtree(staging.root, ignore_errors=True)
         raise
     steps.close()
-    if not identical:
-        log.warning("model_parity_mismatch", source=str(source.folder))
+    if not parity.identical:
+        log.warning("model_parity_mismatch", source=str(source.folder), parity=parity.model_dump())
 
     manifest = ModelManifest(
         name=source.name,
@@ -209,12 +226,44 @@ def build_model(
         fingerprint=source.fingerprint,
         built_at=datetime.now(UTC),
         parameters=sum(p.numel() for p in model.parameters()),
-        parity_tokens_identical=identical,
-        parity_prompt_count=len(PARITY_PROMPTS),
+        parity=parity,
+        graph_fused=fused,
     )
-    staging.manifest_path.write_text(manifest.model_dump_json(indent=2))
-    _swap_into_place(staging.root, model_dir)
-    log.info("model_built", model_dir=str(model_dir), name=manifest.name, parity=identical)
+    staging.write_manifest(manifest)
+    _swap_into_place(staging.root, layout.root)
+    log.info("model_built", model_dir=str(layout.root), name=manifest.name, fused=fused)
+    return manifest
+
+
+def _build_variant(
+    layout: ModelLayout, manifest: ModelManifest, quantization: Quantization
+) -> ModelManifest:
+    from transformers import AutoTokenizer
+
+    target = layout.variant_dir(quantization.value)
+    staging = target.with_name(target.name + ".building")
+    shutil.rmtree(staging, ignore_errors=True)
+    log.info("quantizing", variant=quantization.value)
+    quantize(layout.onnx_dir, staging, quantization)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+    tokenizer = AutoTokenizer.from_pretrained(layout.onnx_dir, local_files_only=True)
+    reference = _tokens(_load_onnx(layout.onnx_dir), tokenizer)
+    variants = dict(manifest.variants)
+    errors = dict(manifest.variant_errors)
+    try:
+        variants[quantization.value] = agreement(reference, _tokens(_load_onnx(target), tokenizer))
+        errors.pop(quantization.value, None)
+    except Exception as error:  # an fp16 model may have no CPU kernels for some operators
+        variants.pop(quantization.value, None)
+        errors[quantization.value] = f"not checked on this machine: {error}"[:500]
+        log.warning("variant_unchecked", variant=quantization.value, error=str(error)[:200])
+    manifest = manifest.model_copy(update={"variants": variants, "variant_errors": errors})
+    layout.write_manifest(manifest)
+    log.info(
+        "variant_built", variant=quantization.value, agreement=variants.get(quantization.value)
+    )
     return manifest
 
 

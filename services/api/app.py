@@ -5,12 +5,16 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from services.api.backpressure import QueueGate
 from services.api.chat.views import blueprint as chat_blueprint
 from services.api.context import EXTENSION_KEY, ApiContext
 from services.api.health.views import blueprint as health_blueprint
+from services.api.job_events import JobEvents
 from services.api.jobs.views import blueprint as jobs_blueprint
+from services.api.outbox_cleanup import OutboxCleanup
 from services.api.problems import register_problem_handlers
 from services.api.publisher import JobPublisher
+from services.api.webhooks.views import blueprint as webhooks_blueprint
 from shared.config import Settings, get_settings
 
 
@@ -22,8 +26,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.api_trusted_proxies:
         # the client address for IP allowlists comes from X-Forwarded-For set by our proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.api_trusted_proxies)  # type: ignore[method-assign]
-    app.extensions[EXTENSION_KEY] = ApiContext(settings, JobPublisher(settings))
+    app.extensions[EXTENSION_KEY] = ApiContext(
+        settings=settings,
+        publisher=JobPublisher(settings),
+        job_events=JobEvents(settings.database_url),
+        queue_gate=QueueGate(settings),
+        outbox_cleanup=OutboxCleanup(settings.database_url),
+    )
     register_problem_handlers(app)
-    for blueprint in (jobs_blueprint, chat_blueprint, health_blueprint):
+    for blueprint in (jobs_blueprint, chat_blueprint, webhooks_blueprint, health_blueprint):
         app.register_blueprint(blueprint)
     return app

@@ -1,4 +1,4 @@
-"""What the API's request handlers share: settings and the job publisher."""
+"""What the API's request handlers share: settings, the job publisher, job events."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from services.api.backpressure import QueueGate
+from services.api.job_events import JobEvents
+from services.api.outbox_cleanup import OutboxCleanup
 from services.api.publisher import JobPublisher
 from shared.config import Settings
 
@@ -16,6 +19,9 @@ EXTENSION_KEY = "chatq"
 class ApiContext:
     settings: Settings
     publisher: JobPublisher
+    job_events: JobEvents
+    queue_gate: QueueGate
+    outbox_cleanup: OutboxCleanup
 
 
 def api_context() -> ApiContext:

@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Flask, Response, json
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from shared.logs import get_logger
@@ -108,6 +109,18 @@ def register_problem_handlers(app: Flask) -> None:
         if status == 405 and error.get_response().headers.get("Allow"):
             response.headers["Allow"] = error.get_response().headers["Allow"]
         return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_unavailable(error: Exception) -> Response:
+        # The database is restarting or unreachable: nothing was accepted, the client retries.
+        log.warning("database_unavailable", error=repr(error))
+        problem = Problem(
+            503, "database-unavailable", "Service unavailable",
+            "The database is unreachable; nothing was stored. Retry shortly.",
+            headers={"Retry-After": "2"},
+        )  # fmt: skip
+        return problem.to_response()
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

@@ -19,9 +19,10 @@ from shared.db.models import (
     WebhookDelivery,
     utcnow,
 )
+from shared.db.notifications import notify_job_finished
 from shared.job_view import JobView
 from shared.logs import get_logger
-from shared.messaging.schemas import InferenceOutcome
+from shared.messaging.schemas import InferenceOutcome, JobError
 
 log = get_logger(__name__)
 
@@ -96,6 +97,7 @@ def record_outcome(database_url: str, outcome: InferenceOutcome) -> list[str]:
             )
             session.add(delivery)
             deliveries.append(delivery.id)
+        notify_job_finished(session, job.id)
         log.info("job_finished", job_id=str(job.id), status=job.status.value)
         return deliveries
 
@@ -137,3 +139,14 @@ def _unattempted_deliveries(session: Session, job_id: uuid.UUID) -> list[str]:
             )
         )
     )
+
+
+def record_failure(database_url: str, job_id: uuid.UUID, code: str, message: str) -> list[str]:
+    """Fail a job that post-processing could not finish (its outcome keeps failing)."""
+    outcome = InferenceOutcome(
+        job_id=job_id,
+        status="failed",
+        error=JobError(code=code, message=message[:1000]),
+        finished_at=utcnow(),
+    )
+    return record_outcome(database_url, outcome)

@@ -4,7 +4,9 @@ Standard Webhooks: ``webhook-id`` (fixed for the event, so receivers can dedupli
 ``webhook-timestamp`` and ``webhook-signature`` (``v1,`` + base64 HMAC-SHA256 of
 ``id.timestamp.body`` with the API key's ``whsec_`` secret), signed by the ``standardwebhooks``
 package. A 2xx delivers; 410 Gone stops for good; anything else is retried on the configured
-schedule, and after its last step the delivery is dead.
+schedule, and after its last step the delivery is dead. The schedule lives in the database
+(``next_attempt_at``): the delivery sweeper starts attempts when they are due, so a retry hours
+away holds no broker message (RabbitMQ's consumer timeout) and survives any restart.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
 from shared.config import Settings
@@ -31,7 +33,8 @@ USER_AGENT = "chatq-webhooks/1"
 
 @dataclass(frozen=True)
 class AttemptOutcome:
-    retry_in_s: float | None  # None: nothing more to do (delivered, dead, or not pending)
+    # when the next attempt is due (the delivery sweeper starts it); None: nothing more to do
+    retry_in_s: float | None
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ def _prepare(settings: Settings, delivery_id: str) -> _Request | None:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None or delivery.status is not DeliveryStatus.PENDING:
             return None
+        earlier_attempts = session.scalar(
+            select(func.count()).where(WebhookAttempt.delivery_id == delivery_id)
+        )
         secret = session.scalar(
             select(ApiKey.webhook_secret).where(ApiKey.id == delivery.api_key_id)
         )
@@ -82,7 +88,7 @@ def _prepare(settings: Settings, delivery_id: str) -> _Request | None:
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": signature,
         }
-        return _Request(delivery.url, body, headers, delivery.attempt_count + 1)
+        return _Request(delivery.url, body, headers, (earlier_attempts or 0) + 1)
 
 
 def _record(
@@ -109,7 +115,7 @@ def _record(
                 error=error,
             )
         )
-        delivery.attempt_count = max(delivery.attempt_count, request.attempt_number)
+        delivery.attempt_count += 1  # attempts in this run of the schedule (a resend restarts it)
         delivery.last_status_code = status_code
         delivery.last_error = error
         now = utcnow()

@@ -29,7 +29,7 @@ from shared.config import BatchingMode, Settings
 from shared.db.models import utcnow
 from shared.logs import get_logger
 from shared.messaging.broker import broker_connection
-from shared.messaging.schemas import InferenceOutcome, InferenceRequest
+from shared.messaging.schemas import InferenceOutcome, InferenceRequest, JobError
 from shared.messaging.topology import (
     FINALIZE_JOB_TASK,
     INFERENCE_QUEUE,
@@ -151,10 +151,35 @@ class InferenceConsumer:
         try:
             request = InferenceRequest.model_validate(body)
         except ValidationError as error:
-            log.error("message_rejected", reason="invalid inference request", error=str(error))
-            message.reject()
+            self._reject_poison(body, message, error)
             return
         self.batcher.put(PendingJob(request, message))
+
+    def _reject_poison(self, body: Any, message: Message, error: ValidationError) -> None:
+        """A message no worker can process: its job (if it names one) fails with the reason;
+        the message goes to the dead-letter queue either way, for inspection."""
+        reason = (
+            f"the inference request is malformed: {error.error_count()} problem(s), "
+            + "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()[:3]
+            )
+        )
+        job_id = body.get("job_id") if isinstance(body, dict) else None
+        log.error("poison_message", job_id=job_id, reason=reason)
+        try:
+            self.sender.send(
+                InferenceOutcome(
+                    job_id=uuid.UUID(str(job_id)),
+                    status="failed",
+                    error=JobError(code="invalid_message", message=reason[:1000]),
+                    finished_at=utcnow(),
+                )
+            )
+        except (ValueError, TypeError):
+            pass  # no job to fail: it names none, or not a valid one
+        except Exception:
+            log.exception("poison_outcome_send_failed", job_id=job_id)
+        message.reject()
 
     def _apply_settlements(self) -> None:
         while True:

@@ -35,6 +35,7 @@ class BatchProcessor:
     engine: Engine
     prompts: PromptBuilder
     database_url: str
+    max_attempts: int = 3
 
     def prepare(self, jobs: Sequence[tuple[str, InferenceRequest]]) -> PreparedJobs:
         """Decide, for each ``(key, request)``, whether and how the model runs it."""
@@ -50,15 +51,21 @@ class BatchProcessor:
             else:
                 live.append((key, request))
 
-        statuses = claim_jobs(self.database_url, {request.job_id for _, request in live})
+        claims = claim_jobs(self.database_url, {request.job_id for _, request in live})
         runnable = []
         for key, request in live:
-            status = statuses.get(request.job_id)
-            if status is JobStatus.IN_PROGRESS:
-                runnable.append((key, request))
-            else:
-                log.info("job_skipped", job_id=str(request.job_id), status=status)
+            claim = claims.get(request.job_id)
+            if claim is None or claim.status is not JobStatus.IN_PROGRESS:
+                log.info("job_skipped", job_id=str(request.job_id), claim=claim)
                 prepared.finished[key] = None
+            elif claim.attempts > self.max_attempts:
+                # taken this often without a result: it keeps killing workers, so it stops here
+                prepared.finished[key] = failure(
+                    request, "failed", "too_many_attempts",
+                    f"the job was started {claim.attempts - 1} times without finishing",
+                )  # fmt: skip
+            else:
+                runnable.append((key, request))
 
         session_ids = {r.session_id for _, r in runnable if r.session_id is not None}
         transcripts = load_session_turns(self.database_url, session_ids)

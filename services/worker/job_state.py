@@ -6,19 +6,27 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Collection
+from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from shared.db.engine import session_scope
 from shared.db.models import Job, JobStatus, Message, utcnow
 from shared.messaging.schemas import ChatTurn
 
 
-def claim_jobs(database_url: str, job_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, JobStatus]:
-    """Move queued jobs to ``in_progress`` and return every job's status.
+@dataclass(frozen=True)
+class Claim:
+    status: JobStatus
+    attempts: int  # how often a worker has taken the job, this time included
 
-    Jobs missing from the result do not exist; a job that is not ``in_progress`` afterwards
-    was cancelled or finished already (a redelivery) and must not run.
+
+def claim_jobs(database_url: str, job_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Claim]:
+    """Take jobs for running: queued (or redelivered in-progress) jobs become ``in_progress``
+    and count one more attempt. Returns every existing job's claim.
+
+    A job that is not ``in_progress`` afterwards was cancelled or finished already (a
+    redelivery) and must not run.
     """
     if not job_ids:
         return {}
@@ -26,11 +34,21 @@ def claim_jobs(database_url: str, job_ids: Collection[uuid.UUID]) -> dict[uuid.U
     with session_scope(database_url) as session:
         session.execute(
             update(Job)
-            .where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED)
-            .values(status=JobStatus.IN_PROGRESS, started_at=now, updated_at=now)
+            .where(
+                Job.id.in_(job_ids),
+                Job.status.in_([JobStatus.QUEUED, JobStatus.IN_PROGRESS]),
+            )
+            .values(
+                status=JobStatus.IN_PROGRESS,
+                started_at=func.coalesce(Job.started_at, now),
+                attempts=Job.attempts + 1,
+                updated_at=now,
+            )
         )
-        rows = session.execute(select(Job.id, Job.status).where(Job.id.in_(job_ids))).all()
-    return {job_id: status for job_id, status in rows}
+        rows = session.execute(
+            select(Job.id, Job.status, Job.attempts).where(Job.id.in_(job_ids))
+        ).all()
+    return {job_id: Claim(status, attempts) for job_id, status, attempts in rows}
 
 
 def load_session_turns(

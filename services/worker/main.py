@@ -29,6 +29,7 @@ def main() -> None:
             settings.system_prompt, settings.max_prompt_tokens, engine.count_prompt_tokens
         ),
         database_url=settings.database_url,
+        max_attempts=settings.max_job_attempts,
     )
     consumer = InferenceConsumer(
         settings, processor, CeleryOutcomeSender(make_celery(settings, "chatq-worker"))

@@ -26,6 +26,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -173,6 +174,8 @@ class Job(Base):
     error: Mapped[dict[str, Any] | None]
     batch_size: Mapped[int | None] = mapped_column(Integer)
     engine: Mapped[dict[str, Any] | None]  # which engine and execution providers answered
+    # how often a worker took the job; past the limit it is poison and fails without running
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]

@@ -67,6 +67,7 @@ class EngineInfo(BaseModel):
     name: str  # "onnxruntime" or "pytorch"
     providers: list[str]  # what the session really runs on (onnxruntime can fall back silently)
     model: str
+    variant: str = "fp32"  # fp32, or a quantised export (int8, fp16)
 
 
 class JobError(BaseModel):

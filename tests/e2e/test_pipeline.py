@@ -189,3 +189,10 @@ def test_chat_answers_in_one_round_trip(client: httpx.Client) -> None:
     assert body["status"] == "completed"
     assert body["response"].strip()
     assert client.get(body["links"]["self"]).json()["response"] == body["response"]
+
+
+def test_a_job_past_its_deadline_expires_without_the_model(client: httpx.Client) -> None:
+    job = poll_until_finished(client, submit(client, query="Too late?", deadline_s=0.001)["id"])
+    assert job["status"] == "expired"
+    assert job["error"]["code"] == "deadline_exceeded"
+    assert job["usage"] is None and job["response"] is None

@@ -4,6 +4,7 @@ bad input gets the right problem and creates nothing; good input is stored and p
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,7 +177,11 @@ def test_an_accepted_job_is_stored_and_published_once(api: Api) -> None:
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert api.job_rows() == 1
     assert api.queued_messages() == 1
-    assert api.outbox_rows() == 0  # the broker confirmed, so the outbox row is gone
+    # the broker confirmed, so the outbox row goes (deleted in the background, in batches)
+    give_up_at = time.monotonic() + 5
+    while api.outbox_rows() and time.monotonic() < give_up_at:
+        time.sleep(0.02)
+    assert api.outbox_rows() == 0
 
 
 def test_a_key_sees_only_its_own_jobs(api: Api) -> None:
@@ -236,3 +241,29 @@ def test_health_and_readiness(api: Api) -> None:
     ready = api.client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json()["checks"] == {"database": "up", "broker": "up"}
+
+
+def test_a_queued_job_can_be_cancelled_once(api: Api) -> None:
+    job_id = api.post_job({"query": "hi"}).get_json()["id"]
+    cancelled = api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.headers())
+    assert cancelled.status_code == 200
+    assert cancelled.get_json()["status"] == "cancelled"
+    again = api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.headers())
+    assert assert_problem(again, 409, "job-finished")["job_status"] == "cancelled"
+    theirs = api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.headers(api.other_key))
+    assert_problem(theirs, 404, "not-found")
+
+
+def test_a_full_queue_answers_429_and_accepts_nothing(api: Api) -> None:
+    api.client.application.extensions["chatq"].queue_gate.settings = api.settings.model_copy(
+        update={"max_queue_depth": 2}
+    )
+    for _ in range(3):
+        assert api.post_job({"query": "hi"}).status_code == 202
+    time.sleep(0.6)  # the gate re-reads the queue depth at most twice a second
+    refused = api.post_job({"query": "one too many"})
+    problem = assert_problem(refused, 429, "queue-full")
+    assert refused.headers["Retry-After"]
+    assert problem["queue_depth"] == 3
+    assert api.job_rows() == 3
+    assert api.queued_messages() == 3

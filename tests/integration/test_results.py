@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from services.postprocess.results import record_outcome
-from services.worker.job_state import claim_jobs, load_session_turns
+from services.worker.job_state import Claim, claim_jobs, load_session_turns
 from shared.api_keys import create_api_key
 from shared.config import Settings
 from shared.db.engine import session_scope
@@ -79,10 +79,13 @@ def test_claiming_runs_a_job_once_and_skips_finished_ones(backend_settings: Sett
     key = create_api_key(url, "shop")
     queued = make_job(url, key.id)
     done = make_job(url, key.id, status=JobStatus.COMPLETED)
-    statuses = claim_jobs(url, [queued.id, done.id])
-    assert statuses == {queued.id: JobStatus.IN_PROGRESS, done.id: JobStatus.COMPLETED}
-    # a redelivery of a job whose worker died mid-batch may run again
-    assert claim_jobs(url, [queued.id]) == {queued.id: JobStatus.IN_PROGRESS}
+    claims = claim_jobs(url, [queued.id, done.id])
+    assert claims == {
+        queued.id: Claim(JobStatus.IN_PROGRESS, 1),
+        done.id: Claim(JobStatus.COMPLETED, 0),
+    }
+    # a redelivery of a job whose worker died mid-batch may run again, counting the attempt
+    assert claim_jobs(url, [queued.id]) == {queued.id: Claim(JobStatus.IN_PROGRESS, 2)}
 
 
 def test_a_sessions_transcript_is_read_back_in_order(backend_settings: Settings) -> None:

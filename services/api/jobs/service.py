@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from services.api.jobs.protocol import JobCreate
 from services.api.problems import Problem
 from shared.db.engine import session_scope
 from shared.db.models import ChatSession, Job, JobStatus, OutboxMessage, utcnow
+from shared.db.notifications import notify_job_finished
 from shared.logs import get_logger
 from shared.messaging.schemas import ChatTurn, GenerationParams, InferenceRequest
 from shared.webhook_urls import WebhookUrlError, check_webhook_url
@@ -65,6 +66,7 @@ def submit_job(
                 422, "invalid-webhook-url", "Webhook URL refused", f"webhook_url {error}.",
             ) from None  # fmt: skip
 
+    ctx.queue_gate.check()
     try:
         return _store_and_publish(ctx, caller, job_in, fingerprint, idempotency_key)
     except IntegrityError:
@@ -144,8 +146,7 @@ def _store_and_publish(
         # Accepted all the same: the job and its request are stored, and the relay will publish.
         log.warning("publish_deferred_to_outbox", job_id=str(job.id), error=repr(error))
     else:
-        with session_scope(settings.database_url) as session:
-            session.execute(delete(OutboxMessage).where(OutboxMessage.id == outbox_id))
+        ctx.outbox_cleanup.confirmed(outbox_id)
     return Submission(job, created=True)
 
 
@@ -182,6 +183,30 @@ def _session_for(session: Session, caller: Caller, external_id: str) -> ChatSess
         return session.scalars(query).one()
 
 
+def cancel_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> Job | None:
+    """Cancel a queued or running job; a worker that holds it drops its result."""
+    with session_scope(ctx.settings.database_url) as session:
+        job = session.scalar(
+            select(Job)
+            .where(Job.id == job_id, Job.api_key_id == caller.key_id)
+            .with_for_update(of=Job)
+        )
+        if job is None:
+            return None
+        if job.status.is_terminal:
+            raise Problem(
+                409, "job-finished", "Job already finished",
+                f"The job is {job.status.value}; only queued or running jobs can be cancelled.",
+                job_status=job.status.value,
+            )  # fmt: skip
+        now = utcnow()
+        job.status = JobStatus.CANCELLED
+        job.completed_at = now
+        job.updated_at = now
+        notify_job_finished(session, job.id)
+        return job
+
+
 def load_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> Job | None:
     with session_scope(ctx.settings.database_url) as session:
         return session.scalar(select(Job).where(Job.id == job_id, Job.api_key_id == caller.key_id))
@@ -190,11 +215,12 @@ def load_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> Job | None:
 def wait_for_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID, wait_s: float) -> Job | None:
     """The job, once it is terminal or ``wait_s`` has passed, whichever comes first."""
     give_up_at = time.monotonic() + wait_s
-    interval = 0.01
-    while True:
-        job = load_job(ctx, caller, job_id)
-        remaining = give_up_at - time.monotonic()
-        if job is None or job.status.is_terminal or remaining <= 0:
-            return job
-        time.sleep(min(interval, remaining))
-        interval = min(interval * 1.5, 0.1)
+    with ctx.job_events.subscribe(job_id) as finished:
+        intervals = ctx.job_events.poll_intervals()
+        while True:
+            job = load_job(ctx, caller, job_id)
+            remaining = give_up_at - time.monotonic()
+            if job is None or job.status.is_terminal or remaining <= 0:
+                return job
+            finished.wait(min(next(intervals), remaining))
+            finished.clear()

@@ -9,7 +9,13 @@ from flask import Blueprint, Response, jsonify, request
 from services.api.auth import current_caller, require_api_key
 from services.api.context import api_context
 from services.api.jobs.protocol import JobCreate
-from services.api.jobs.service import load_job, request_fingerprint, submit_job, wait_for_job
+from services.api.jobs.service import (
+    cancel_job,
+    load_job,
+    request_fingerprint,
+    submit_job,
+    wait_for_job,
+)
 from services.api.problems import Problem
 from services.api.request_body import parse_json_body
 from shared.db.models import Job
@@ -76,6 +82,15 @@ def get_job(job_id: str) -> Response:
         if wait
         else load_job(ctx, current_caller(), parsed)
     )
+    if job is None:
+        raise Problem.for_status(404, f"No job {job_id!r}.")
+    return job_response(job, 200)
+
+
+@blueprint.post("/jobs/<job_id>/cancel")
+@require_api_key
+def cancel(job_id: str) -> Response:
+    job = cancel_job(api_context(), current_caller(), parse_job_id(job_id))
     if job is None:
         raise Problem.for_status(404, f"No job {job_id!r}.")
     return job_response(job, 200)

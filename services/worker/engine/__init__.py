@@ -9,7 +9,7 @@ from services.worker.engine.base import (
     GenerationResult,
 )
 from shared.config import EngineKind, Settings
-from shared.model_layout import ModelLayout
+from shared.model_layout import ModelLayout, ModelNotBuiltError
 
 __all__ = ["ContinuousEngine", "Engine", "GenerationRequest", "GenerationResult", "load_engine"]
 
@@ -26,6 +26,13 @@ def load_engine(settings: Settings) -> Engine:
         )
     from services.worker.engine.onnx_runtime import load_onnx_engine
 
+    variant = settings.model_variant.value
+    onnx_dir = layout.variant_dir(variant)
+    if not onnx_dir.is_dir():
+        raise ModelNotBuiltError(
+            f"CHATQ_MODEL_VARIANT={variant}, but {onnx_dir} does not exist: run "
+            f"`chatq model build --quantize {variant}` or set CHATQ_MODEL_VARIANT=fp32."
+        )
     return load_onnx_engine(
-        layout.onnx_dir, settings.device, settings.intra_op_threads, manifest.name
+        onnx_dir, settings.device, settings.intra_op_threads, manifest.name, variant
     )

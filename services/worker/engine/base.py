@@ -26,6 +26,7 @@ class GenerationResult:
     finish_reason: Literal["stop", "length"]
     batch_size: int  # the most sequences it was decoded together with (itself included)
     inference_ms: float  # from its prefill to its last token
+    token_ids: tuple[int, ...] = ()  # the answer's tokens (for parity checks and benchmarks)
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -103,6 +103,7 @@ class Finisher:
             finish_reason="stop" if sequence.finish_reason == "stop" else "length",
             batch_size=sequence.peak_batch_size,
             inference_ms=round((time.perf_counter() - sequence.started) * 1000, 3),
+            token_ids=tuple(sequence.tokens),
         )
 
 
@@ -134,9 +135,10 @@ class DecodeBatch:
             attention_mask[row, width - len(prompt) :] = 1
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         stats.add(attention_mask)
+        started = time.perf_counter()  # a sequence's inference time includes its prefill
         logits, past = model.forward(input_ids, attention_mask, position_ids, None)
         sequences = [
-            ActiveSequence(request, len(prompt), make_generator(request.params))
+            ActiveSequence(request, len(prompt), make_generator(request.params), started)
             for request, prompt in zip(requests, prompts, strict=True)
         ]
         batch = cls(

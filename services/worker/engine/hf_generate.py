@@ -110,4 +110,5 @@ class HFGenerateEngine(Engine):
             finish_reason=finish_reason,
             batch_size=batch_size,
             inference_ms=inference_ms,
+            token_ids=tuple(tokens),
         )

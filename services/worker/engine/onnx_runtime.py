@@ -124,7 +124,7 @@ class OnnxRuntimeEngine(ContinuousEngine):
 
 
 def load_onnx_engine(
-    onnx_dir: Path, device: Device, intra_op_threads: int, model_name: str
+    onnx_dir: Path, device: Device, intra_op_threads: int, model_name: str, variant: str = "fp32"
 ) -> OnnxRuntimeEngine:
     wanted = PROVIDERS[device]
     model = ORTModelForCausalLM.from_pretrained(
@@ -146,5 +146,5 @@ def load_onnx_engine(
             "CUDA and cuDNN are visible, or set CHATQ_DEVICE=cpu."
         )
     tokenizer = AutoTokenizer.from_pretrained(onnx_dir, local_files_only=True)
-    info = EngineInfo(name="onnxruntime", providers=providers, model=model_name)
+    info = EngineInfo(name="onnxruntime", providers=providers, model=model_name, variant=variant)
     return OnnxRuntimeEngine(OptimumStepModel(model), tokenizer, info)

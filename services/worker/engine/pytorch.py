@@ -20,16 +20,18 @@ log = get_logger(__name__)
 
 
 def load_pytorch_engine(
-    pytorch_dir: Path, device: Device, intra_op_threads: int, model_name: str
+    pytorch_dir: Path,
+    device: Device,
+    intra_op_threads: int,
+    model_name: str,
+    dtype: torch.dtype = torch.float32,
 ) -> HFGenerateEngine:
     if intra_op_threads:
         torch.set_num_threads(intra_op_threads)
     torch_device = torch.device("cuda" if device is Device.CUDA else "cpu")
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("CHATQ_DEVICE=cuda, but PyTorch sees no CUDA device.")
-    model = AutoModelForCausalLM.from_pretrained(
-        pytorch_dir, dtype=torch.float32, local_files_only=True
-    )
+    model = AutoModelForCausalLM.from_pretrained(pytorch_dir, dtype=dtype, local_files_only=True)
     model.to(torch_device).eval()
     tokenizer = AutoTokenizer.from_pretrained(pytorch_dir, local_files_only=True)
     providers = [f"torch:{torch_device.type}"]

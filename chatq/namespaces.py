@@ -1,0 +1,87 @@
+"""A fresh Postgres database and RabbitMQ virtual host (dropped after), for test and benchmark
+runs: they never touch anyone's data, start from empty queues and never collide.
+
+The servers are found through ``CHATQ_TEST_POSTGRES_URL`` and ``CHATQ_TEST_RABBITMQ_URL``
+(defaults: the local services on their standard ports, trust auth, guest/guest). Virtual hosts
+are made with ``rabbitmqctl``, so RabbitMQ must run on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+# Test tooling, not service configuration: these never reach shared/config.py's settings.
+POSTGRES_URL = os.environ.get(
+    "CHATQ_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+RABBITMQ_URL = os.environ.get("CHATQ_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@dataclass(frozen=True)
+class Namespace:
+    database_url: str
+    broker_url: str
+
+
+def _admin() -> psycopg.Connection:
+    url = make_url(POSTGRES_URL)
+    return psycopg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        dbname=url.database, autocommit=True,
+    )  # fmt: skip
+
+
+class ServersUnavailableError(RuntimeError):
+    pass
+
+
+def _rabbitmqctl(*args: str) -> None:
+    completed = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise ServersUnavailableError(
+            f"rabbitmqctl {' '.join(args)} failed ({completed.stderr.strip()}); is RabbitMQ up?"
+        )
+
+
+def create_namespace(prefix: str) -> Namespace:
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        with _admin() as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as error:
+        raise ServersUnavailableError(
+            f"PostgreSQL at {POSTGRES_URL} is unreachable ({error}); start it first"
+        ) from None
+    vhost = name.replace("_", "-")
+    _rabbitmqctl("add_vhost", vhost)
+    user = urlsplit(RABBITMQ_URL).username or "guest"
+    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    return Namespace(
+        make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False),
+        RABBITMQ_URL.rstrip("/") + "/" + vhost,
+    )
+
+
+def drop_namespace(namespace: Namespace) -> None:
+    name = make_url(namespace.database_url).database
+    with _admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _rabbitmqctl("delete_vhost", urlsplit(namespace.broker_url).path.lstrip("/"))
+
+
+@contextmanager
+def server_namespace(prefix: str = "chatq_bench") -> Iterator[Namespace]:
+    namespace = create_namespace(prefix)
+    try:
+        yield namespace
+    finally:
+        drop_namespace(namespace)

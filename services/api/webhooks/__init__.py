@@ -1,0 +1,1 @@
+"""Webhook delivery endpoints: inspect a job's deliveries, re-send dead ones."""
