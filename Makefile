@@ -29,5 +29,12 @@ lint: setup
 test: model lint
 	$(BIN)/pytest
 
+# Benchmarks print side-by-side tables and write JSON to bench/results/. The pipeline benchmark
+# needs the local PostgreSQL and RabbitMQ; bench/gpu.sh is for a GPU machine (see its header).
+bench: model
+	$(BIN)/chatq model build --quantize int8
+	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/pipeline.py
+
 clean:
 	rm -rf .chatq/data .cache .pytest_cache

@@ -110,10 +110,17 @@ class Stack:
     def start(self) -> None:
         self.prepare()
         for spec in self.specs():
-            self.processes[spec.name] = subprocess.Popen(
-                spec.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent
-            )
-            log.info("process_started", process=spec.name, pid=self.processes[spec.name].pid)
+            self.spawn(spec)
+
+    def spawn(self, spec: ProcessSpec, name: str | None = None) -> subprocess.Popen[bytes]:
+        """Start one process of the stack (``name`` defaults to the spec's)."""
+        name = name or spec.name
+        process = subprocess.Popen(
+            spec.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent
+        )
+        self.processes[name] = process
+        log.info("process_started", process=name, pid=process.pid)
+        return process
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Until the API answers /readyz (or a child dies, or ``timeout_s`` passes)."""

@@ -7,6 +7,7 @@ runs never collide. Servers are found through ``CHATQ_TEST_POSTGRES_URL`` and
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -88,7 +89,17 @@ def backend_env(
 
 
 def settings_from_env(env: dict[str, str]) -> Settings:
-    return Settings(**{k.removeprefix("CHATQ_").lower(): v for k, v in env.items()})
+    """The settings a process started with ``env`` would read (lists in JSON included)."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        return Settings()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def prepare_backend(settings: Settings) -> None:

@@ -92,16 +92,11 @@ class InferenceConsumer:
         failures = 0
         while not self._stopping.is_set():
             connection = broker_connection(self.settings, heartbeat=30)
-            lost = (
-                OSError,
-                *connection.recoverable_connection_errors,
-                *connection.recoverable_channel_errors,
-            )
             try:
                 with connection:
                     self._consume(connection)
                     failures = 0
-            except lost as error:
+            except Exception as error:  # whatever broke the connection, reconnect
                 # The broker redelivers whatever the dead channel held: drop our copies.
                 dropped = self.batcher.clear()
                 delay = RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)]
@@ -240,6 +235,12 @@ class InferenceConsumer:
         admitted = utcnow()
         for request in prepared.generation:
             self._in_flight[request.request_id] = (by_key[request.request_id], admitted)
+        log.info(
+            "jobs_admitted",
+            jobs=len(prepared.generation),
+            in_flight=len(self._in_flight),
+            padding_ratio=round(self.engine.padding_ratio, 3),
+        )
         self._run_engine(
             lambda: (
                 self.engine.add(prepared.generation)

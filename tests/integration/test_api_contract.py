@@ -101,6 +101,8 @@ BAD_BODIES = [
     pytest.param({"query": "hi", "history": "earlier"}, "history", id="history-not-a-list"),
     pytest.param({"query": "hi", "session_id": "a b"}, "session_id", id="session-id-spaces"),
     pytest.param(["hi"], "(body)", id="body-is-a-list"),
+    pytest.param({"query": "hi\u0000there"}, "query", id="nul-in-query"),
+    pytest.param({"query": "hi", "metadata": {"a": "\u0000"}}, "metadata", id="nul-in-metadata"),
 ]
 
 

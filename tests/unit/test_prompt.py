@@ -35,3 +35,9 @@ def test_a_question_longer_than_the_budget_is_refused() -> None:
     builder = PromptBuilder("sys", max_prompt_tokens=3, count_tokens=words)
     with pytest.raises(PromptTooLongError, match="longer than the prompt budget"):
         builder.build([], "a question of many words")
+
+
+def test_generated_text_loses_control_characters() -> None:
+    from services.worker.engine.base import clean_text
+
+    assert clean_text(" hi\x00 there\x13\n\tok ") == "hi there\n\tok"

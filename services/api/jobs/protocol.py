@@ -34,9 +34,17 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 class TurnIn(StrictModel):
     role: Literal["user", "assistant"]
     content: str = Field(min_length=1, max_length=MAX_TURN_CHARS)
+
+    _content_has_no_nul = field_validator("content")(_no_nul)
 
 
 class ParamsIn(StrictModel):
@@ -78,6 +86,7 @@ class ConversationIn(StrictModel):
     def _query_bounds(cls, value: str, info: ValidationInfo) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
+        _no_nul(value)
         limit = _settings(info).max_query_chars
         if len(value) > limit:
             raise ValueError(f"must be at most {limit} characters")
@@ -94,8 +103,11 @@ class ConversationIn(StrictModel):
     @field_validator("metadata")
     @classmethod
     def _metadata_size(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(value)) > MAX_METADATA_BYTES:
+        serialised = json.dumps(value)
+        if len(serialised) > MAX_METADATA_BYTES:
             raise ValueError(f"must serialise to at most {MAX_METADATA_BYTES} bytes of JSON")
+        if "\\u0000" in serialised:
+            raise ValueError("must not contain NUL characters")
         return value
 
 

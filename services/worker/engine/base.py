@@ -29,6 +29,16 @@ class GenerationResult:
     token_ids: tuple[int, ...] = ()  # the answer's tokens (for parity checks and benchmarks)
 
 
+# C0 control characters but tab, newline and carriage return: a model can emit them (a random
+# or small model easily does), no client wants them, and Postgres text cannot hold NUL.
+_CONTROL_CHARACTERS = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
+
+
+def clean_text(text: str) -> str:
+    """Generated text as it is stored and returned: no control characters, trimmed."""
+    return text.translate(_CONTROL_CHARACTERS).strip()
+
+
 def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
     """Tokens that end an answer: the model's configured end tokens and the tokenizer's."""
     ids: set[int] = set()

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
-from services.worker.engine.base import GenerationRequest, GenerationResult
+from services.worker.engine.base import GenerationRequest, GenerationResult, clean_text
 from services.worker.engine.sampling import make_generator, next_tokens
 
 PastKeyValues = tuple[tuple[torch.Tensor, torch.Tensor], ...]
@@ -97,7 +97,7 @@ class Finisher:
         )
         return GenerationResult(
             request_id=sequence.request.request_id,
-            text=text.strip(),
+            text=clean_text(text),
             prompt_tokens=sequence.prompt_tokens,
             completion_tokens=completion,
             finish_reason="stop" if sequence.finish_reason == "stop" else "length",

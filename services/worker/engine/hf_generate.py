@@ -17,6 +17,7 @@ from services.worker.engine.base import (
     Engine,
     GenerationRequest,
     GenerationResult,
+    clean_text,
     stop_token_ids,
 )
 from shared.messaging.schemas import EngineInfo, GenerationParams
@@ -104,7 +105,7 @@ class HFGenerateEngine(Engine):
                 text, finish_reason = text[:cut], "stop"
         return GenerationResult(
             request_id=request.request_id,
-            text=text.strip(),
+            text=clean_text(text),
             prompt_tokens=prompt_tokens,
             completion_tokens=len(tokens) + (finish_reason == "stop"),
             finish_reason=finish_reason,
