@@ -10,7 +10,6 @@ makes the delivery due again.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -19,36 +18,21 @@ from sqlalchemy import select
 from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.models import DeliveryStatus, WebhookDelivery, utcnow
-from shared.logs import get_logger
-
-log = get_logger(__name__)
+from shared.periodic import PeriodicWork
 
 BATCH = 100
 
 
-class DeliverySweeper:
+class DeliverySweeper(PeriodicWork):
+    name = "delivery_sweeper"
+
     def __init__(self, settings: Settings, enqueue: Callable[[str], None]) -> None:
+        super().__init__(settings.webhook_sweep_interval_s)
         self.settings = settings
         self.enqueue = enqueue
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="delivery-sweeper", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stopping.wait(self.settings.webhook_sweep_interval_s):
-            try:
-                started = self.sweep_once()
-            except Exception as error:
-                log.warning("delivery_sweep_failed", error=repr(error))
-                continue
-            if started:
-                log.info("deliveries_due", count=started)
+    def run_once(self) -> int:
+        return self.sweep_once()
 
     def sweep_once(self) -> int:
         """Lease and enqueue the due deliveries; returns how many."""

@@ -9,7 +9,6 @@ is ``in_progress`` and its result is stored once.
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 from sqlalchemy import delete, select
@@ -17,36 +16,21 @@ from sqlalchemy import delete, select
 from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.models import OutboxMessage, utcnow
-from shared.logs import get_logger
 from shared.messaging.broker import broker_connection, publish_inference_request
-
-log = get_logger(__name__)
+from shared.periodic import PeriodicWork
 
 BATCH = 200
 
 
-class OutboxRelay:
+class OutboxRelay(PeriodicWork):
+    name = "outbox_relay"
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.outbox_relay_interval_s)
         self.settings = settings
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="outbox-relay", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stopping.wait(self.settings.outbox_relay_interval_s):
-            try:
-                relayed = self.relay_once()
-            except Exception as error:
-                log.warning("outbox_relay_failed", error=repr(error))
-                continue
-            if relayed:
-                log.info("outbox_relayed", count=relayed)
+    def run_once(self) -> int:
+        return self.relay_once()
 
     def relay_once(self) -> int:
         """Publish and delete the overdue outbox rows; returns how many."""
