@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,40 +11,9 @@ import kombu
 import psycopg
 import pytest
 
-from tests.chaos.servers import (
-    PrivatePostgres,
-    PrivateRabbitMQ,
-    ServerError,
-    _find_pg_bin_dir,
-    _find_rabbitmq_home,
-    _port_open,
-)
+from tests.chaos.servers import PrivatePostgres, PrivateRabbitMQ, _port_open
 
 QUEUE = "chaos.durable"
-
-
-def _missing_rabbitmq() -> str | None:
-    try:
-        _find_rabbitmq_home()
-    except ServerError as exc:
-        return str(exc)
-    return None if shutil.which("epmd") else "epmd not found"
-
-
-def _missing_postgres() -> str | None:
-    try:
-        _find_pg_bin_dir()
-    except ServerError as exc:
-        return str(exc)
-    return None
-
-
-needs_rabbitmq = pytest.mark.skipif(
-    _missing_rabbitmq() is not None, reason=f"RabbitMQ: {_missing_rabbitmq()}"
-)
-needs_postgres = pytest.mark.skipif(
-    _missing_postgres() is not None, reason=f"PostgreSQL: {_missing_postgres()}"
-)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +70,6 @@ def _pid_gone(pid: int) -> bool:
     return False
 
 
-@needs_rabbitmq
 def test_rabbitmq_persistent_message_survives_stop_start(rabbit: PrivateRabbitMQ) -> None:
     rabbit.start()
     _publish_persistent(rabbit, b"survives a clean stop")
@@ -116,7 +83,6 @@ def test_rabbitmq_persistent_message_survives_stop_start(rabbit: PrivateRabbitMQ
     assert _get(rabbit) is None
 
 
-@needs_rabbitmq
 def test_rabbitmq_kill_then_start(rabbit: PrivateRabbitMQ) -> None:
     rabbit.start()
     _publish_persistent(rabbit, b"confirmed before the crash")
@@ -134,7 +100,6 @@ def test_rabbitmq_kill_then_start(rabbit: PrivateRabbitMQ) -> None:
     assert rabbit.ctl("list_queues", "name", "--quiet").returncode == 0
 
 
-@needs_postgres
 def test_postgres_committed_row_survives_kill_9(postgres: PrivatePostgres) -> None:
     postgres.start()
     url = postgres.create_database("chaos")
@@ -156,8 +121,6 @@ def test_postgres_committed_row_survives_kill_9(postgres: PrivatePostgres) -> No
     assert "database system was interrupted" in postgres.log_path.read_text()
 
 
-@needs_rabbitmq
-@needs_postgres
 def test_two_of_each_run_beside_the_shared_servers(tmp_path: Path, pg_cache: Path) -> None:
     shared_before = {port: _port_open(port) for port in (5432, 5672, 4369)}
     rabbits = [PrivateRabbitMQ(tmp_path / f"rabbit{i}") for i in range(2)]
