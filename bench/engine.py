@@ -11,14 +11,13 @@ once per round) so that a noisy neighbour slows all of them alike.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
+
+from results_file import write_results
 
 from services.worker.engine import Engine, GenerationRequest
 from services.worker.engine.onnx_runtime import load_onnx_engine
@@ -117,25 +116,16 @@ def main() -> int:
             f"{row['engine']:10} {row['batch_size']:>5} {row['tokens_per_s']:>8.1f} "
             f"{row['vs_pytorch']:>10.2f}x {row['token_agreement_with_pytorch']:>11.1%}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "engine",
-                "at": datetime.now(UTC).isoformat(),
-                "model": manifest.name,
-                "graph_fused": manifest.graph_fused,
-                "new_tokens": args.new_tokens,
-                "prompts": len(AGREEMENT_PROMPTS),
-                "rounds": args.rounds,
-                "cpus": os.cpu_count(),
-                "machine": platform.processor() or platform.machine(),
-                "results": rows,
-            },
-            indent=2,
-        )
+    write_results(
+        args.out,
+        "engine",
+        model=manifest.name,
+        graph_fused=manifest.graph_fused,
+        new_tokens=args.new_tokens,
+        prompts=len(AGREEMENT_PROMPTS),
+        rounds=args.rounds,
+        results=rows,
     )
-    print(f"\nwrote {args.out}")
     return 0
 
 

@@ -10,14 +10,14 @@ itself on a CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
+
+from results_file import write_results
 
 from services.worker.engine import Engine, GenerationRequest
 from services.worker.engine.onnx_runtime import load_onnx_engine
@@ -130,26 +130,19 @@ def main() -> int:
             f"{row['bandwidth_bound_tokens_per_s']:>9.0f} {row['share_of_bound']:>8.1%} "
             f"{ratio:>8.2f}x"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "gpu",
-                "at": datetime.now(UTC).isoformat(),
-                "device": args.device,
-                "gpu": torch.cuda.get_device_name() if half else None,
-                "preset": args.preset,
-                "parameters": parameters,
-                "weight_bytes": weight_bytes,
-                "bandwidth_bytes_per_s": args.bandwidth,
-                "new_tokens": args.new_tokens,
-                "ort_providers": providers,
-                "results": rows,
-            },
-            indent=2,
-        )
+    write_results(
+        args.out,
+        "gpu",
+        device=args.device,
+        gpu=torch.cuda.get_device_name() if half else None,
+        preset=args.preset,
+        parameters=parameters,
+        weight_bytes=weight_bytes,
+        bandwidth_bytes_per_s=args.bandwidth,
+        new_tokens=args.new_tokens,
+        ort_providers=providers,
+        results=rows,
     )
-    print(f"wrote {args.out}")
     return 0
 
 

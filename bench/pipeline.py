@@ -18,7 +18,6 @@ Each configuration gets a fresh Postgres database and RabbitMQ virtual host.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -26,11 +25,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from results_file import write_results
 from sqlalchemy import func, select
 
 from chatq.demo import free_port
@@ -267,25 +266,16 @@ def main() -> int:
         f"({submit['accepted']} accepted; stored and published: "
         f"{submit['all_stored_and_published']})"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "pipeline",
-                "at": datetime.now(UTC).isoformat(),
-                "cpus": os.cpu_count(),
-                "batching": batching,
-                "speedup_jobs_per_s": {
-                    row["config"]: round(row["jobs_per_s"] / base["jobs_per_s"], 2)
-                    for row in batching
-                },
-                "overhead": overhead,
-                "submit_rate": submit,
-            },
-            indent=2,
-        )
+    write_results(
+        args.out,
+        "pipeline",
+        batching=batching,
+        speedup_jobs_per_s={
+            row["config"]: round(row["jobs_per_s"] / base["jobs_per_s"], 2) for row in batching
+        },
+        overhead=overhead,
+        submit_rate=submit,
     )
-    print(f"\nwrote {args.out}")
     return 0
 
 

@@ -4,10 +4,11 @@ RabbitMQ and Postgres that the test stops, kills and restarts."""
 
 from __future__ import annotations
 
+import functools
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,17 @@ def load(stack: ChaosStack, webhook_url: str | None = None) -> LoadClient:
     return LoadClient(stack.base_url, stack.key.key, webhook_url)
 
 
+def under_load(stack: ChaosStack, scenario: str, disrupt: Callable[[LoadClient], float]) -> None:
+    """Submit ``JOBS`` jobs while ``disrupt`` breaks something (it returns the moment the
+    system should recover from), then count: nothing lost, nothing done twice."""
+    client = load(stack)
+    submitting = client.submit_many(JOBS, scenario.replace(" ", "-"))
+    recover_from = disrupt(client)
+    submitting.join()
+    wait_until_settled(stack, list(client.accepted.values()))
+    assert_nothing_lost_or_doubled(count(scenario, stack, client, JOBS, recover_from))
+
+
 def assert_nothing_lost_or_doubled(report) -> None:  # type: ignore[no-untyped-def]
     assert report.accepted == report.submitted
     assert report.lost == 0
@@ -58,67 +70,61 @@ def assert_nothing_lost_or_doubled(report) -> None:  # type: ignore[no-untyped-d
 
 
 def test_inference_worker_killed_mid_batch(stack: ChaosStack) -> None:
-    client = load(stack)
-    submitting = client.submit_many(JOBS, "kill-worker")
-    wait_for(lambda: stack.count_in_progress() > 0, 60, "a batch in progress")
-    stack.kill("worker-0")  # holds a batch on the engine and prefetched messages, unacked
-    killed_at = time.time()
-    stack.replace("worker-0", "worker-1")
-    submitting.join()
-    wait_until_settled(stack, list(client.accepted.values()))
-    report = count("inference worker kill -9", stack, client, JOBS, killed_at)
-    assert_nothing_lost_or_doubled(report)
+    def kill_worker(_client: LoadClient) -> float:
+        wait_for(lambda: stack.count_in_progress() > 0, 60, "a batch in progress")
+        stack.kill("worker-0")  # holds a batch on the engine and prefetched messages, unacked
+        killed_at = time.time()
+        stack.replace("worker-0", "worker-1")
+        return killed_at
+
+    under_load(stack, "inference worker kill -9", kill_worker)
     with session_scope(stack.settings.database_url) as session:
         retried = session.scalars(select(Job.id).where(Job.attempts > 1)).all()
     assert retried, "the kill hit no job in flight, so it proved nothing"
 
 
 def test_postprocess_worker_killed_mid_task(stack: ChaosStack) -> None:
-    client = load(stack)
-    submitting = client.submit_many(JOBS, "kill-postprocess")
-    wait_for(lambda: len(client.accepted) > JOBS // 3, 60, "a third of the jobs accepted")
-    stack.kill("postprocess-0")  # its prefetched and running tasks are unacknowledged
-    killed_at = time.time()
-    time.sleep(1)  # results pile up in chat.postprocess meanwhile
-    stack.replace("postprocess-0", "postprocess-1")
-    submitting.join()
-    wait_until_settled(stack, list(client.accepted.values()))
-    report = count("post-processing worker kill -9", stack, client, JOBS, killed_at)
-    assert_nothing_lost_or_doubled(report)
+    def kill_postprocessor(client: LoadClient) -> float:
+        wait_for(lambda: len(client.accepted) > JOBS // 3, 60, "a third of the jobs accepted")
+        stack.kill("postprocess-0")  # its prefetched and running tasks are unacknowledged
+        killed_at = time.time()
+        time.sleep(1)  # results pile up in chat.postprocess meanwhile
+        stack.replace("postprocess-0", "postprocess-1")
+        return killed_at
+
+    under_load(stack, "post-processing worker kill -9", kill_postprocessor)
+
+
+def restart(
+    server_stop: Callable[[], None], server_start: Callable[[], None]
+) -> Callable[[LoadClient], float]:
+    """A disruption that stops a server for 2 s once a quarter of the jobs are accepted."""
+
+    def disrupt(client: LoadClient) -> float:
+        wait_for(lambda: len(client.accepted) > JOBS // 4, 60, "a quarter of the jobs accepted")
+        server_stop()
+        time.sleep(2)
+        server_start()
+        return time.time()
+
+    return disrupt
 
 
 def test_rabbitmq_restarted_under_load(
     stack: ChaosStack, servers_up: tuple[PrivateRabbitMQ, PrivatePostgres]
 ) -> None:
     rabbitmq, _ = servers_up
-    client = load(stack)
-    submitting = client.submit_many(JOBS, "restart-rabbitmq")
-    wait_for(lambda: len(client.accepted) > JOBS // 4, 60, "a quarter of the jobs accepted")
-    rabbitmq.stop()  # the API keeps accepting into the outbox; workers lose their channels
-    time.sleep(2)
-    rabbitmq.start()
-    back_at = time.time()
-    submitting.join()
-    wait_until_settled(stack, list(client.accepted.values()))
-    report = count("RabbitMQ restart", stack, client, JOBS, back_at)
-    assert_nothing_lost_or_doubled(report)
+    # the API keeps accepting into the outbox; workers lose their channels and reconnect
+    under_load(stack, "RabbitMQ restart", restart(rabbitmq.stop, rabbitmq.start))
 
 
 def test_postgres_restarted_with_jobs_in_flight(
     stack: ChaosStack, servers_up: tuple[PrivateRabbitMQ, PrivatePostgres]
 ) -> None:
     _, postgres = servers_up
-    client = load(stack)
-    submitting = client.submit_many(JOBS, "restart-postgres")
-    wait_for(lambda: len(client.accepted) > JOBS // 4, 60, "a quarter of the jobs accepted")
-    postgres.stop(mode="immediate")  # like a crash: connections drop mid-transaction
-    time.sleep(2)
-    postgres.start()
-    back_at = time.time()
-    submitting.join()
-    wait_until_settled(stack, list(client.accepted.values()))
-    report = count("Postgres restart", stack, client, JOBS, back_at)
-    assert_nothing_lost_or_doubled(report)
+    # immediate: like a crash, connections drop mid-transaction
+    crash = functools.partial(postgres.stop, mode="immediate")
+    under_load(stack, "Postgres restart", restart(crash, postgres.start))
 
 
 @pytest.mark.parametrize(
@@ -204,18 +210,16 @@ def test_poison_messages_among_good_ones(stack: ChaosStack) -> None:
 
 
 def test_inference_worker_stopped_gracefully_leaves_nothing_half_done(stack: ChaosStack) -> None:
-    client = load(stack)
-    submitting = client.submit_many(JOBS, "sigterm-worker")
-    wait_for(lambda: stack.count_in_progress() > 0, 60, "a batch in progress")
-    worker = stack.stack.processes.pop("worker-0")
-    worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=60) == 0  # it finished its batch and exited cleanly
-    stopped_at = time.time()
-    stack.replace("worker-0", "worker-1")
-    submitting.join()
-    wait_until_settled(stack, list(client.accepted.values()))
-    report = count("inference worker SIGTERM under load", stack, client, JOBS, stopped_at)
-    assert_nothing_lost_or_doubled(report)
+    def stop_worker(_client: LoadClient) -> float:
+        wait_for(lambda: stack.count_in_progress() > 0, 60, "a batch in progress")
+        worker = stack.stack.processes.pop("worker-0")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0  # it finished its batch and exited cleanly
+        stopped_at = time.time()
+        stack.replace("worker-0", "worker-1")
+        return stopped_at
+
+    under_load(stack, "inference worker SIGTERM under load", stop_worker)
     with session_scope(stack.settings.database_url) as session:
         rerun = session.scalars(select(Job.id).where(Job.attempts > 1)).all()
     assert rerun == []  # what it had started it finished; what it had not, it handed back
