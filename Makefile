@@ -35,6 +35,8 @@ bench: model
 	$(BIN)/chatq model build --quantize int8
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/retrieval.py
+	$(BIN)/python bench/routing.py
 
 clean:
 	rm -rf .chatq/data .cache .pytest_cache

@@ -42,6 +42,8 @@ from shared.db.engine import (
     session_scope,
 )
 from shared.db.models import Job
+from shared.knowledge.schemas import TenantSettings
+from shared.knowledge.store import configure_tenant
 from shared.messaging.broker import broker_connection
 from shared.messaging.topology import INFERENCE_QUEUE, queue_depth
 from training.variants import AGREEMENT_PROMPTS
@@ -73,7 +75,12 @@ class RunningStack:
         self.stack = Stack(self.settings, env)
         self.stack.start()
         self.stack.wait_ready(timeout_s=180)
-        key = create_api_key(self.settings.database_url, "bench").key
+        issued = create_api_key(self.settings.database_url, "bench")
+        # the model's speed is measured here: no knowledge, every job goes to the model
+        configure_tenant(
+            self.settings.database_url, issued.tenant, TenantSettings(llm_fallback=True)
+        )
+        key = issued.key
         self.client = httpx.Client(
             base_url=self.stack.base_url,
             headers={"Authorization": f"Bearer {key}"},

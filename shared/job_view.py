@@ -24,6 +24,9 @@ class JobView(BaseModel):
     session_id: str | None
     response: str | None
     route: str | None
+    sources: list[dict[str, Any]]
+    intent: dict[str, Any] | None
+    handoff: bool
     moderation: dict[str, Any] | None
     usage: dict[str, Any] | None
     timings: dict[str, Any] | None
@@ -46,6 +49,9 @@ class JobView(BaseModel):
             session_id=job.session.external_id if job.session else None,
             response=job.response,
             route=job.route,
+            sources=job.sources or [],
+            intent=job.intent,
+            handoff=bool(job.handoff),
             moderation=None,  # output moderation is not part of the pipeline yet
             usage=job.usage,
             timings=job.timings,

@@ -23,6 +23,8 @@ from shared.config import Settings
 from shared.db.engine import dispose_engine, session_scope
 from shared.db.migrate import upgrade_database
 from shared.db.models import Base
+from shared.knowledge.schemas import TenantSettings
+from shared.knowledge.store import configure_tenant
 from shared.messaging.broker import broker_connection
 from shared.messaging.topology import ALL_QUEUES, declare_topology
 
@@ -179,4 +181,6 @@ def start_stack(
         stack.stop()
         raise
     key = create_api_key(settings.database_url, f"test-{backend}")
+    # these stacks test the pipeline with the model: no knowledge, the model answers alone
+    configure_tenant(settings.database_url, key.tenant, TenantSettings(llm_fallback=True))
     return RunningStack(stack, settings, key, backend)

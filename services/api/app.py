@@ -9,8 +9,10 @@ from services.api.backpressure import QueueGate
 from services.api.chat.views import blueprint as chat_blueprint
 from services.api.context import EXTENSION_KEY, ApiContext
 from services.api.health.views import blueprint as health_blueprint
+from services.api.intents.views import blueprint as intents_blueprint
 from services.api.job_events import JobEvents
 from services.api.jobs.views import blueprint as jobs_blueprint
+from services.api.knowledge.views import blueprint as knowledge_blueprint
 from services.api.outbox_cleanup import OutboxCleanup
 from services.api.problems import register_problem_handlers
 from services.api.publisher import JobPublisher
@@ -34,6 +36,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         outbox_cleanup=OutboxCleanup(settings.database_url),
     )
     register_problem_handlers(app)
-    for blueprint in (jobs_blueprint, chat_blueprint, webhooks_blueprint, health_blueprint):
+    for blueprint in (
+        jobs_blueprint,
+        chat_blueprint,
+        webhooks_blueprint,
+        knowledge_blueprint,
+        intents_blueprint,
+        health_blueprint,
+    ):
         app.register_blueprint(blueprint)
     return app

@@ -32,6 +32,7 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="chatq"'}
 class Caller:
     key_id: uuid.UUID
     name: str
+    tenant_id: uuid.UUID
 
 
 def _unauthorized(detail: str) -> Problem:
@@ -65,7 +66,7 @@ class KeyCache:
             key = session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
         usable = key is not None and key.revoked_at is None
         entry = _KnownKey(
-            Caller(key.id, key.name) if usable and key else None,
+            Caller(key.id, key.name, key.tenant_id) if usable and key else None,
             tuple(key.allowed_cidrs) if key else (),
             now + KEY_CACHE_S,
         )

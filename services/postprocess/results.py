@@ -4,7 +4,7 @@ transaction, exactly once however often the outcome is redelivered."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,6 +31,13 @@ EVENT_FOR_STATUS = {
     JobStatus.FAILED: "job.failed",
     JobStatus.EXPIRED: "job.failed",
 }
+
+
+HANDOFF_EVENT = "job.handoff"
+
+# Longer than a delivery attempt can take (CHATQ_WEBHOOK_TIMEOUT_S is at most 120 s): a sweeper
+# that found the new delivery due would start a second attempt of it.
+FIRST_ATTEMPT_LEASE = timedelta(seconds=150)
 
 
 def new_delivery_id() -> str:
@@ -72,6 +79,9 @@ def record_outcome(database_url: str, outcome: InferenceOutcome) -> list[str]:
         if outcome.status == "completed":
             job.response = outcome.response
             job.route = outcome.route
+            job.sources = [source.model_dump() for source in outcome.sources]
+            job.intent = outcome.intent.model_dump() if outcome.intent else None
+            job.handoff = outcome.handoff
             job.usage = outcome.usage.model_dump() if outcome.usage else None
             job.engine = outcome.engine.model_dump() if outcome.engine else None
             if outcome.timings:
@@ -84,19 +94,25 @@ def record_outcome(database_url: str, outcome: InferenceOutcome) -> list[str]:
 
         deliveries = []
         if job.webhook_url:
-            event_type = EVENT_FOR_STATUS[job.status]
-            delivery = WebhookDelivery(
-                id=new_delivery_id(),
-                job_id=job.id,
-                api_key_id=job.api_key_id,
-                event_type=event_type,
-                url=job.webhook_url,
-                payload=webhook_payload(event_type, job, now),
-                status=DeliveryStatus.PENDING,
-                next_attempt_at=now,
-            )
-            session.add(delivery)
-            deliveries.append(delivery.id)
+            events = [EVENT_FOR_STATUS[job.status]]
+            if job.handoff:
+                # a person takes over: the backend routes the conversation to its agents
+                events.append(HANDOFF_EVENT)
+            for event_type in events:
+                delivery = WebhookDelivery(
+                    id=new_delivery_id(),
+                    job_id=job.id,
+                    api_key_id=job.api_key_id,
+                    event_type=event_type,
+                    url=job.webhook_url,
+                    payload=webhook_payload(event_type, job, now),
+                    status=DeliveryStatus.PENDING,
+                    # the first attempt is handed on by finalize_job at once; the sweeper takes
+                    # the delivery only if that hand-off is lost, not while it runs
+                    next_attempt_at=now + FIRST_ATTEMPT_LEASE,
+                )
+                session.add(delivery)
+                deliveries.append(delivery.id)
         notify_job_finished(session, job.id)
         log.info("job_finished", job_id=str(job.id), status=job.status.value)
         return deliveries

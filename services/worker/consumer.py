@@ -260,7 +260,8 @@ class InferenceConsumer:
             log.exception("generation_failed", in_flight=len(self._in_flight))
             if isinstance(self.engine, ContinuousEngine):
                 self.engine.abort()
-            for pending, _admitted in self._in_flight.values():
+            for key, (pending, _admitted) in self._in_flight.items():
+                self.processor.forget(key)
                 self._settlements.put((pending.message, Settlement.REQUEUE))
             self._in_flight.clear()
             time.sleep(1)

@@ -1,11 +1,14 @@
 """From inference requests to engine requests, and from engine results to job outcomes.
 
 Expired jobs never reach the model; cancelled and already finished jobs are skipped; the rest
-are claimed (``in_progress``), get their session's transcript and a prompt within budget.
+are claimed (``in_progress``) and get their session's transcript. The router then answers what
+it can without the model (rules, FAQ, cache, knowledge, fallback); the rest get a prompt within
+budget and go to the engine.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,9 +17,20 @@ from typing import Literal
 from services.worker.engine import Engine, GenerationRequest, GenerationResult
 from services.worker.job_state import claim_jobs, load_session_turns
 from services.worker.prompt import PromptBuilder, PromptTooLongError
+from services.worker.router.router import ModelTask, RoutedAnswer, Router, RouterInput
+from services.worker.router.tenant_knowledge import KnowledgeRegistry
 from shared.db.models import JobStatus, utcnow
 from shared.logs import get_logger
-from shared.messaging.schemas import InferenceOutcome, InferenceRequest, JobError, Timings, Usage
+from shared.messaging.schemas import (
+    ChatTurn,
+    InferenceOutcome,
+    InferenceRequest,
+    JobError,
+    Route,
+    Source,
+    Timings,
+    Usage,
+)
 
 log = get_logger(__name__)
 
@@ -30,12 +44,28 @@ class PreparedJobs:
     finished: dict[str, InferenceOutcome | None] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _ModelRoute:
+    """What a job sent to the model was routed as, for its outcome and the answer cache."""
+
+    route: Route
+    sources: list[Source]
+    tenant_id: uuid.UUID | None
+    knowledge_version: int
+    cache_key: str | None
+    route_ms: float
+
+
 @dataclass
 class BatchProcessor:
     engine: Engine
     prompts: PromptBuilder
     database_url: str
     max_attempts: int = 3
+    # None: every job goes to the model (the engine-only worker of the speed benchmarks)
+    router: Router | None = None
+    registry: KnowledgeRegistry | None = None
+    _model_routes: dict[str, _ModelRoute] = field(default_factory=dict)
 
     def prepare(self, jobs: Sequence[tuple[str, InferenceRequest]]) -> PreparedJobs:
         """Decide, for each ``(key, request)``, whether and how the model runs it."""
@@ -69,24 +99,78 @@ class BatchProcessor:
 
         session_ids = {r.session_id for _, r in runnable if r.session_id is not None}
         transcripts = load_session_turns(self.database_url, session_ids)
+        tenants = (
+            self.registry.current({claims[r.job_id].tenant_id for _, r in runnable} - {None})
+            if self.registry is not None and self.router is not None
+            else {}
+        )
         for key, request in runnable:
             stored = transcripts.get(request.session_id, []) if request.session_id else []
+            history = [*stored, *request.history]
+            claim = claims[request.job_id]
+            tenant = tenants.get(claim.tenant_id) if claim.tenant_id else None
+            if self.router is not None and tenant is not None:
+                decision = self.router.route(
+                    tenant,
+                    RouterInput(
+                        request.query, history, claim.signing_secret, request.params.greedy
+                    ),
+                )
+                if isinstance(decision, RoutedAnswer):
+                    prepared.finished[key] = routed(request, decision, now)
+                    continue
+                task: ModelTask | None = decision
+            else:
+                task = None
             try:
-                messages = self.prompts.build([*stored, *request.history], request.query)
+                messages = self._prompt(history, request, task)
             except PromptTooLongError as error:
                 prepared.finished[key] = failure(request, "failed", "prompt_too_long", str(error))
                 continue
+            self._model_routes[key] = _ModelRoute(
+                route=task.route if task else "llm",
+                sources=task.sources if task else [],
+                tenant_id=tenant.tenant_id if tenant else None,
+                knowledge_version=tenant.version if tenant else 0,
+                cache_key=task.cache_key if task else None,
+                route_ms=task.route_ms if task else 0.0,
+            )
             prepared.generation.append(GenerationRequest(key, messages, request.params))
         return prepared
+
+    def _prompt(
+        self, history: list[ChatTurn], request: InferenceRequest, task: ModelTask | None
+    ) -> list[dict[str, str]]:
+        if task is None or task.route == "llm":
+            return self.prompts.build(history, request.query)
+        # knowledge: the router's system message holds the retrieved facts
+        system = task.messages[0]["content"]
+        turns = [ChatTurn.model_validate(m) for m in task.messages[1:-1]]
+        return self.prompts.build(turns, request.query, system_prompt=system)
+
+    def forget(self, key: str) -> None:
+        """Drop what was kept for a job that will not complete here (engine error, requeue)."""
+        self._model_routes.pop(key, None)
 
     def completed(
         self, request: InferenceRequest, result: GenerationResult, admitted_at: datetime
     ) -> InferenceOutcome:
+        routed_as = self._model_routes.pop(result.request_id, None)
+        if routed_as is not None and self.router is not None and routed_as.tenant_id:
+            self.router.remember_generated(
+                routed_as.tenant_id,
+                routed_as.knowledge_version,
+                routed_as.cache_key,
+                result.text,
+                routed_as.route,
+                routed_as.sources,
+            )
         return InferenceOutcome(
             job_id=request.job_id,
             status="completed",
             response=result.text,
-            route="llm",
+            route=routed_as.route if routed_as else "llm",
+            sources=routed_as.sources if routed_as else [],
             finish_reason=result.finish_reason,
             usage=Usage(
                 prompt_tokens=result.prompt_tokens,
@@ -97,10 +181,35 @@ class BatchProcessor:
                 queue_ms=round((admitted_at - request.submitted_at).total_seconds() * 1000, 3),
                 inference_ms=result.inference_ms,
                 batch_size=result.batch_size,
+                route_ms=routed_as.route_ms if routed_as else None,
             ),
             engine=self.engine.info,
             finished_at=utcnow(),
         )
+
+
+def routed(
+    request: InferenceRequest, answer: RoutedAnswer, claimed_at: datetime
+) -> InferenceOutcome:
+    """The outcome of a job the router answered without the model."""
+    return InferenceOutcome(
+        job_id=request.job_id,
+        status="completed",
+        response=answer.response,
+        route=answer.route,
+        sources=answer.sources,
+        intent=answer.intent,
+        handoff=answer.handoff,
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0),
+        timings=Timings(
+            queue_ms=round((claimed_at - request.submitted_at).total_seconds() * 1000, 3),
+            inference_ms=0.0,
+            batch_size=0,
+            route_ms=answer.route_ms,
+        ),
+        finished_at=utcnow(),
+    )
 
 
 def failure(

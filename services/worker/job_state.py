@@ -6,12 +6,12 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 
 from shared.db.engine import session_scope
-from shared.db.models import Job, JobStatus, Message, utcnow
+from shared.db.models import ApiKey, Job, JobStatus, Message, utcnow
 from shared.messaging.schemas import ChatTurn
 
 
@@ -19,6 +19,8 @@ from shared.messaging.schemas import ChatTurn
 class Claim:
     status: JobStatus
     attempts: int  # how often a worker has taken the job, this time included
+    tenant_id: uuid.UUID | None = None  # whose knowledge answers it
+    signing_secret: str | None = field(default=None, repr=False)  # the key's webhook secret
 
 
 def claim_jobs(database_url: str, job_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Claim]:
@@ -46,9 +48,14 @@ def claim_jobs(database_url: str, job_ids: Collection[uuid.UUID]) -> dict[uuid.U
             )
         )
         rows = session.execute(
-            select(Job.id, Job.status, Job.attempts).where(Job.id.in_(job_ids))
+            select(Job.id, Job.status, Job.attempts, ApiKey.tenant_id, ApiKey.webhook_secret)
+            .join(ApiKey, ApiKey.id == Job.api_key_id)
+            .where(Job.id.in_(job_ids))
         ).all()
-    return {job_id: Claim(status, attempts) for job_id, status, attempts in rows}
+    return {
+        job_id: Claim(status, attempts, tenant_id, secret)
+        for job_id, status, attempts, tenant_id, secret in rows
+    }
 
 
 def load_session_turns(

@@ -11,6 +11,7 @@ from services.worker.engine import load_engine
 from services.worker.inference import BatchProcessor
 from services.worker.outbox_relay import OutboxRelay
 from services.worker.prompt import PromptBuilder
+from services.worker.router.build import build_router
 from shared.config import get_settings
 from shared.logs import configure_logging, get_logger
 from shared.messaging.celery_config import make_celery
@@ -23,6 +24,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings, "worker")
     engine = load_engine(settings)
+    router, registry = build_router(settings, engine.info)
     processor = BatchProcessor(
         engine=engine,
         prompts=PromptBuilder(
@@ -30,6 +32,8 @@ def main() -> None:
         ),
         database_url=settings.database_url,
         max_attempts=settings.max_job_attempts,
+        router=router,
+        registry=registry,
     )
     consumer = InferenceConsumer(
         settings, processor, CeleryOutcomeSender(make_celery(settings, "chatq-worker"))
@@ -43,9 +47,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     relay.start()
+    registry.start_watching(settings.knowledge_refresh_interval_s)
     log.info("worker_ready", engine=engine.info.name, providers=engine.info.providers)
     consumer.run()
     relay.stop()
+    registry.stop_watching()
     log.info("worker_stopped")
 
 

@@ -18,7 +18,9 @@ class PromptBuilder:
     max_prompt_tokens: int
     count_tokens: Callable[[list[dict[str, str]]], int]
 
-    def build(self, history: Sequence[ChatTurn], query: str) -> list[dict[str, str]]:
+    def build(
+        self, history: Sequence[ChatTurn], query: str, *, system_prompt: str | None = None
+    ) -> list[dict[str, str]]:
         """Chat-template messages for ``query`` after ``history`` (oldest first).
 
         When the whole conversation does not fit the budget, the oldest exchanges are dropped
@@ -27,7 +29,7 @@ class PromptBuilder:
         turns = list(history)
         while True:
             messages = [
-                {"role": "system", "content": self.system_prompt},
+                {"role": "system", "content": system_prompt or self.system_prompt},
                 *({"role": turn.role, "content": turn.content} for turn in turns),
                 {"role": "user", "content": query},
             ]

@@ -14,11 +14,13 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Enum,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -112,12 +114,33 @@ class Base(DeclarativeBase):
     }
 
 
+class Tenant(Base):
+    """A business: owns API keys, knowledge, FAQ, intents and the answer cache.
+
+    ``knowledge_version`` grows with every change to the tenant's knowledge, FAQ, intents or
+    settings: workers rebuild their in-memory index when it moves, and cached answers are keyed
+    by it, so a change invalidates them all at once.
+    """
+
+    __tablename__ = "tenants"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    knowledge_version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class ApiKey(Base):
     """A business backend's credential. Only the key's SHA-256 is stored."""
 
     __tablename__ = "api_keys"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     key_prefix: Mapped[str] = mapped_column(String(16))  # shown in listings, never enough to use
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -174,6 +197,9 @@ class Job(Base):
     error: Mapped[dict[str, Any] | None]
     batch_size: Mapped[int | None] = mapped_column(Integer)
     engine: Mapped[dict[str, Any] | None]  # which engine and execution providers answered
+    sources: Mapped[list[Any] | None]  # the knowledge the answer came from
+    intent: Mapped[dict[str, Any] | None]  # the recognised intent: name, confidence, slots
+    handoff: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # how often a worker took the job; past the limit it is poison and fails without running
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
@@ -262,3 +288,91 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class KbDocument(Base):
+    """A knowledge document (Markdown or plain text) of a tenant, named by the tenant's id."""
+
+    __tablename__ = "kb_documents"
+    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(String(500))
+    text: Mapped[str] = mapped_column(Text)
+    lang: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class KbChunk(Base):
+    """A retrievable piece of a document. ``embedding`` (float32 bytes) is filled by the first
+    worker that indexes it, with the model named in ``embedding_model``."""
+
+    __tablename__ = "kb_chunks"
+    __table_args__ = (UniqueConstraint("document_id", "position"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("kb_documents.id", ondelete="CASCADE")
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    heading: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    lang: Mapped[str | None] = mapped_column(String(8))
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedding_model: Mapped[str | None] = mapped_column(String(200))
+
+
+class FaqEntry(Base):
+    """A question with its stored answer; ``alternatives`` are other wordings of the question.
+    ``embeddings`` holds one float32 vector per wording (the question first)."""
+
+    __tablename__ = "kb_faq"
+    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(128))
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    alternatives: Mapped[list[Any]] = mapped_column(default=list)
+    lang: Mapped[str | None] = mapped_column(String(8))
+    embeddings: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedding_model: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class IntentDefinitionRow(Base):
+    """A tenant's intent: examples, rules, slots and a handler (``shared.knowledge.schemas``)."""
+
+    __tablename__ = "intents"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AnswerCacheEntry(Base):
+    """A generated or retrieved answer to a normalised question, valid for one knowledge
+    version and one model (both are part of ``cache_key``)."""
+
+    __tablename__ = "answer_cache"
+    __table_args__ = (UniqueConstraint("tenant_id", "cache_key"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    cache_key: Mapped[str] = mapped_column(String(64))
+    knowledge_version: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[dict[str, Any]] = mapped_column()  # response, route, sources
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -58,8 +58,9 @@ class Usage(BaseModel):
 
 class Timings(BaseModel):
     queue_ms: float  # submitted → its batch started
-    inference_ms: float  # its batch's generation
-    batch_size: int  # jobs generated together with it
+    inference_ms: float  # its batch's generation (0 when the model did not run)
+    batch_size: int  # jobs generated together with it (0 when the model did not run)
+    route_ms: float | None = None  # deciding the route: intents, FAQ, cache, retrieval
     total_ms: float | None = None  # submitted → completed, set when the result is stored
 
 
@@ -75,11 +76,32 @@ class JobError(BaseModel):
     message: str
 
 
+Route = Literal["moderation", "rule", "faq", "cache", "knowledge", "llm", "fallback"]
+
+
+class Source(BaseModel):
+    """Knowledge an answer came from."""
+
+    kind: Literal["faq", "document", "intent"]
+    id: str
+    title: str
+    score: float
+
+
+class IntentMatch(BaseModel):
+    name: str
+    confidence: float
+    slots: dict[str, str] = Field(default_factory=dict)
+
+
 class InferenceOutcome(BaseModel):
     job_id: uuid.UUID
     status: Literal["completed", "failed", "expired"]
     response: str | None = None
-    route: Literal["llm", "rule", "cache", "knowledge"] | None = None
+    route: Route | None = None
+    sources: list[Source] = Field(default_factory=list)
+    intent: IntentMatch | None = None
+    handoff: bool = False
     finish_reason: Literal["stop", "length"] | None = None
     usage: Usage | None = None
     timings: Timings | None = None

@@ -29,6 +29,8 @@ from chatq.stack import Stack
 from shared.api_keys import IssuedKey, create_api_key
 from shared.db.engine import dispose_engine, session_scope
 from shared.db.models import Job, JobStatus, Message, WebhookDelivery
+from shared.knowledge.schemas import TenantSettings
+from shared.knowledge.store import configure_tenant
 from tests.chaos.servers import PrivatePostgres, PrivateRabbitMQ
 from tests.conftest import settings_from_env
 
@@ -68,6 +70,7 @@ class ChaosStack:
         self.stack.start()
         self.stack.wait_ready(timeout_s=120)
         self.key: IssuedKey = create_api_key(database_url, "chaos")
+        configure_tenant(database_url, self.key.tenant, TenantSettings(llm_fallback=True))
 
     @property
     def base_url(self) -> str:

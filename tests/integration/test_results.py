@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import select
 
 from services.postprocess.results import record_outcome
@@ -9,7 +11,15 @@ from services.worker.job_state import Claim, claim_jobs, load_session_turns
 from shared.api_keys import create_api_key
 from shared.config import Settings
 from shared.db.engine import session_scope
-from shared.db.models import DeliveryStatus, Job, JobStatus, Message, WebhookDelivery, utcnow
+from shared.db.models import (
+    ApiKey,
+    DeliveryStatus,
+    Job,
+    JobStatus,
+    Message,
+    WebhookDelivery,
+    utcnow,
+)
 from shared.messaging.schemas import InferenceOutcome, JobError
 from tests.integration.factories import completed_outcome, make_job
 
@@ -80,12 +90,22 @@ def test_claiming_runs_a_job_once_and_skips_finished_ones(backend_settings: Sett
     queued = make_job(url, key.id)
     done = make_job(url, key.id, status=JobStatus.COMPLETED)
     claims = claim_jobs(url, [queued.id, done.id])
+    tenant = key_tenant_id(url, key.id)
     assert claims == {
-        queued.id: Claim(JobStatus.IN_PROGRESS, 1),
-        done.id: Claim(JobStatus.COMPLETED, 0),
+        queued.id: Claim(JobStatus.IN_PROGRESS, 1, tenant, key.webhook_secret),
+        done.id: Claim(JobStatus.COMPLETED, 0, tenant, key.webhook_secret),
     }
     # a redelivery of a job whose worker died mid-batch may run again, counting the attempt
-    assert claim_jobs(url, [queued.id]) == {queued.id: Claim(JobStatus.IN_PROGRESS, 2)}
+    assert claim_jobs(url, [queued.id]) == {
+        queued.id: Claim(JobStatus.IN_PROGRESS, 2, tenant, key.webhook_secret)
+    }
+
+
+def key_tenant_id(url: str, key_id: uuid.UUID) -> uuid.UUID:
+    with session_scope(url) as session:
+        key = session.get(ApiKey, key_id)
+        assert key is not None
+        return key.tenant_id
 
 
 def test_a_sessions_transcript_is_read_back_in_order(backend_settings: Settings) -> None:

@@ -1,0 +1,101 @@
+"""Extractive answers: the sentences of a retrieved passage that answer the question.
+
+Quoting the tenant's own words cannot hallucinate and costs no model call; the router uses it
+when a passage clearly matches. The passage is cleaned of Markdown syntax first (heading marks,
+bullet marks, emphasis, link syntax: the words stay), and returned whole when it is short.
+Otherwise its sentences are scored by how many of the question's lexical tokens they contain
+(``lexical_tokens``: stemmed English words, Chinese bigrams and characters) and the best one is
+kept with what most likely completes it: the sentence after it (the answer to a question-like
+sentence or a heading follows it), then other sentences sharing the question's tokens. Sentences
+sharing nothing are left out even when there is room: a short focused answer beats a padded one.
+The kept sentences come back in their original order, so the answer reads as the text. With no
+shared token at all, the passage's opening sentences are the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import pairwise
+
+from shared.knowledge.text import lexical_tokens, split_sentences
+
+_HEADING_MARK = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE)
+_BULLET_MARK = re.compile(r"^([ \t]*)(?:[-*+\u2022]|>)[ \t]+", re.MULTILINE)
+_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1|`([^`]+)`")
+_FENCE_LINE = re.compile(r"^ {0,3}(```|~~~).*$\n?", re.MULTILINE)
+_BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+
+
+def clean_markdown(text: str) -> str:
+    """The text without Markdown syntax: heading and bullet marks, ** and __ emphasis,
+    backticks and fences, link syntax ("[help](https://x)" becomes "help (https://x)"); numbered
+    list markers stay, as the numbers carry the order of steps."""
+    text = _FENCE_LINE.sub("", text)
+    text = _HEADING_MARK.sub(r"\1", text)
+    text = _BULLET_MARK.sub(r"\1", text)
+    text = _IMAGE.sub(r"\1", text)
+    text = _LINK.sub(r"\1 (\2)", text)
+    text = _EMPHASIS.sub(lambda m: m.group(2) or m.group(3), text)
+    text = _BLANK_LINES.sub("\n\n", text)
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+def extract_answer(query: str, passage: str, *, max_chars: int = 420) -> str:
+    """The passage, cleaned, if it fits in ``max_chars``; else its sentences most relevant to
+    the query, in passage order, within ``max_chars`` (a single sentence longer than that is
+    cut at a word boundary and ends with "…"). Empty only for a blank passage."""
+    cleaned = clean_markdown(passage)
+    if not cleaned:
+        return passage.strip()
+    if len(cleaned) <= max_chars:
+        return cleaned
+
+    sentences: list[tuple[int, str]] = [  # (line number, sentence)
+        (line_number, sentence)
+        for line_number, line in enumerate(cleaned.splitlines())
+        for sentence in split_sentences(line)
+    ]
+    wanted = set(lexical_tokens(query))
+    overlaps = [len(wanted.intersection(lexical_tokens(s))) for _, s in sentences]
+    best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
+    if len(sentences[best][1]) > max_chars:
+        return _cut(sentences[best][1], max_chars)
+
+    # The sentence after the best one first, then the others sharing the question's tokens,
+    # most shared first, nearest first; sentences sharing nothing are left out.
+    following = [best + 1] if best + 1 < len(sentences) else []
+    related = sorted(
+        (i for i in range(len(sentences)) if overlaps[i] and i not in (best, best + 1)),
+        key=lambda i: (-overlaps[i], abs(i - best), i),
+    )
+    chosen = {best}
+    used = len(sentences[best][1])
+    for i in following + related:
+        if used + 1 + len(sentences[i][1]) <= max_chars:
+            chosen.add(i)
+            used += 1 + len(sentences[i][1])
+    return _join([sentences[i] for i in sorted(chosen)])
+
+
+def _join(sentences: list[tuple[int, str]]) -> str:
+    """Sentences back into text: a newline between lines, nothing between Chinese sentences,
+    a space between others."""
+    text = sentences[0][1]
+    for (previous_line, previous), (line, sentence) in pairwise(sentences):
+        if line != previous_line:
+            text += "\n"
+        elif not (_CJK.match(previous[-1]) or _CJK.match(sentence[0])):
+            text += " "
+        text += sentence
+    return text
+
+
+def _cut(sentence: str, max_chars: int) -> str:
+    cut = sentence[: max_chars - 1]
+    space = cut.rfind(" ")
+    if space > max_chars // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:，、；：") + "…"

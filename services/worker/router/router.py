@@ -1,0 +1,399 @@
+"""The router: what answers a job, decided before the batcher so that the model sees only what
+needs it.
+
+    input moderation (a seam) → intents and rules → FAQ → answer cache → knowledge → fallback
+
+- Intents: a rule (pattern or keyword) or an example above the intent threshold runs the
+  intent's handler (template, http look-up, handoff).
+- FAQ: a question close enough to an FAQ question (or one of its wordings) gets the stored
+  answer verbatim.
+- Answer cache: the same question, same knowledge version, same model → the earlier answer.
+- Knowledge: the best chunks above the thresholds answer; extractively by default (the best
+  passage's relevant sentences: a 135M model garbles what it is given, and writes no Chinese),
+  or by the model from those chunks (``CHATQ_KNOWLEDGE_ANSWER=generate``).
+- Nothing relevant: the tenant's fallback answer (don't know + how to reach a person), or the
+  model alone where the tenant turned that on.
+
+Follow-ups are resolved with the conversation: retrieval also searches with the previous
+customer turn joined to the question, so "and if I order at 3 pm?" after a shipping question
+finds the shipping facts.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from services.worker.knowledge.extractive import extract_answer
+from services.worker.knowledge.index import Hit
+from services.worker.router.answer_cache import AnswerCache, CachedAnswer, cache_key
+from services.worker.router.handlers import RuleHandlers
+from services.worker.router.intents import recognise
+from services.worker.router.tenant_knowledge import KnowledgeRegistry, TenantKnowledge
+from shared.config import KnowledgeAnswerMode
+from shared.knowledge.schemas import LocalizedText
+from shared.knowledge.text import detect_language
+from shared.messaging.schemas import ChatTurn, IntentMatch, Route, Source
+
+DEFAULT_FALLBACK = LocalizedText(
+    en=(
+        "I'm sorry, I don't have information about that. Please contact our customer service "
+        "team, who will be glad to help."
+    ),
+    zh="抱歉，我暂时没有这方面的信息。请联系我们的人工客服，他们会很乐意为您解答。",
+)
+
+LANGUAGE_NAMES = {"en": "English", "zh": "Chinese (简体中文)"}
+
+KNOWLEDGE_INSTRUCTIONS = (
+    "Answer the customer's question using only the facts below. Answer in {language}, in one "
+    "to three sentences. If the facts do not answer the question, say that you do not know and "
+    "suggest contacting customer service.\n\nFacts:\n{facts}"
+)
+
+# A follow-up searched with the previous turn joined in scores slightly below the question on
+# its own, so a question that stands alone keeps its own topic.
+CONTEXT_DISCOUNT = 0.98
+
+
+class InputModeration(Protocol):
+    """The seam for input moderation: a blocked input never reaches rules or the model."""
+
+    def check(self, tenant: TenantKnowledge, text: str, lang: str) -> str | None:
+        """The answer to give instead, or ``None`` to go on."""
+
+
+class AllowAll:
+    def check(self, tenant: TenantKnowledge, text: str, lang: str) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
+class RoutedAnswer:
+    """Answered without the model."""
+
+    route: Route
+    response: str
+    sources: list[Source] = field(default_factory=list)
+    intent: IntentMatch | None = None
+    handoff: bool = False
+    route_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelTask:
+    """The model answers: from retrieved knowledge, or alone."""
+
+    route: Route
+    messages: list[dict[str, str]]
+    sources: list[Source] = field(default_factory=list)
+    cache_key: str | None = None
+    route_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Calibrated on the example businesses' eval sets (see the README, "Routing")."""
+
+    intent: float
+    faq: float  # an FAQ question this close answers, if no passage is closer
+    faq_sure: float  # an FAQ question this close answers whatever else matches
+    faq_margin: float  # how much closer than the best passage the FAQ question must be
+    knowledge: float  # dense + lexical_weight * lexical coverage a passage needs (English)
+    knowledge_zh: float  # the same for Chinese questions
+    knowledge_lexical_weight: float
+    second_passage: float  # a runner-up passage this close in score joins the answer
+
+
+@dataclass
+class RouterInput:
+    query: str
+    history: Sequence[ChatTurn]  # stored transcript + the job's own history, oldest first
+    signing_secret: str | None  # the submitting key's webhook secret (signs rule calls)
+    greedy: bool = True  # a sampled generation is not cached
+
+
+@dataclass
+class Router:
+    registry: KnowledgeRegistry
+    cache: AnswerCache
+    handlers: RuleHandlers
+    thresholds: Thresholds
+    system_prompt: str
+    model_name: str
+    knowledge_answer: KnowledgeAnswerMode = KnowledgeAnswerMode.EXTRACTIVE
+    top_k: int = 3
+    moderation: InputModeration = field(default_factory=AllowAll)
+
+    def route(self, tenant: TenantKnowledge, job: RouterInput) -> RoutedAnswer | ModelTask:
+        started = time.perf_counter()
+        decision = self._decide(tenant, job)
+        elapsed = round((time.perf_counter() - started) * 1000, 3)
+        if isinstance(decision, RoutedAnswer):
+            return RoutedAnswer(
+                decision.route,
+                decision.response,
+                decision.sources,
+                decision.intent,
+                decision.handoff,
+                elapsed,
+            )
+        return ModelTask(
+            decision.route, decision.messages, decision.sources, decision.cache_key, elapsed
+        )
+
+    def _decide(self, tenant: TenantKnowledge, job: RouterInput) -> RoutedAnswer | ModelTask:
+        query = job.query
+        lang = _language(query, job.history)
+        blocked = self.moderation.check(tenant, query, lang)
+        if blocked is not None:
+            return RoutedAnswer("moderation", blocked)
+
+        previous = _previous_user_turn(job.history)
+        context_query = f"{previous}\n{query}" if previous else None
+        candidates: list[Hit] = []
+        if tenant.has_knowledge:
+            # one embedder call for all the wordings the steps below compare
+            texts = [query] + ([previous, context_query] if previous and context_query else [])
+            vectors = self.registry.embed_queries(texts)
+            query_vector = vectors[0]
+            previous_vector = vectors[1] if previous else None
+            context_vector = vectors[2] if previous else None
+
+            answered = self._intent(tenant, job, lang, query_vector, previous_vector)
+            if answered is not None:
+                return answered
+            candidates = self._retrieve(
+                tenant, query, query_vector, context_query, context_vector, lang
+            )
+            answered = self._faq(tenant, query, query_vector, lang, candidates, previous)
+            if answered is not None:
+                return answered
+
+        key = None
+        if not job.history and self.cache.enabled:
+            key = cache_key(tenant.version, self.model_name, lang, query)
+            cached = self.cache.get(tenant.tenant_id, key)
+            if cached is not None:
+                return RoutedAnswer(
+                    "cache",
+                    cached.response,
+                    [Source.model_validate(s) for s in cached.sources],
+                )
+
+        hits = [hit for hit in candidates if self._relevant(hit, lang)]
+        if hits:
+            sources = [
+                Source(
+                    kind="document",
+                    id=tenant.chunks[hit.position].document_id,
+                    title=tenant.chunks[hit.position].title,
+                    score=round(hit.score, 4),
+                )
+                for hit in hits[: self.top_k]
+            ]
+            if self.knowledge_answer is KnowledgeAnswerMode.GENERATE:
+                prompt = self._knowledge_prompt(tenant, hits[: self.top_k], job, lang)
+                return ModelTask("knowledge", prompt, sources, key if job.greedy else None)
+            answer = self._extract(tenant, hits, context_query or query, sources)
+            self._remember(tenant, key, answer)
+            return answer
+
+        if tenant.settings.llm_fallback:
+            messages = [
+                {"role": "system", "content": self.system_prompt},
+                *({"role": t.role, "content": t.content} for t in job.history),
+                {"role": "user", "content": query},
+            ]
+            # the model alone is not cached: its answers are not grounded in the knowledge
+            # the version stands for, and sampled answers are meant to differ
+            return ModelTask("llm", messages, [], None)
+        fallback = tenant.settings.fallback_answer or DEFAULT_FALLBACK
+        return RoutedAnswer("fallback", fallback.pick(lang))
+
+    # --- the steps ------------------------------------------------------------------------------
+
+    def _intent(
+        self,
+        tenant: TenantKnowledge,
+        job: RouterInput,
+        lang: str,
+        query_vector: np.ndarray,
+        previous_vector: np.ndarray | None,
+    ) -> RoutedAnswer | None:
+        recognised = recognise(
+            tenant.intents, job.query, query_vector, job.history, previous_vector
+        )
+        if recognised is None:
+            return None
+        answer = self.handlers.answer(recognised, lang, job.signing_secret)
+        return RoutedAnswer(
+            "rule",
+            answer.text,
+            [
+                Source(
+                    kind="intent",
+                    id=recognised.intent.name,
+                    title=recognised.intent.definition.description or recognised.intent.name,
+                    score=recognised.confidence,
+                )
+            ],
+            IntentMatch(
+                name=recognised.intent.name,
+                confidence=recognised.confidence,
+                slots=recognised.slots,
+            ),
+            answer.handoff,
+        )
+
+    def _faq(
+        self,
+        tenant: TenantKnowledge,
+        query: str,
+        vector: np.ndarray,
+        lang: str,
+        passages: Sequence[Hit],
+        previous: str | None,
+    ) -> RoutedAnswer | None:
+        """The stored answer of the closest FAQ question, when it is close enough and closer
+        than any document passage (a question matches a question more closely than it matches
+        a passage, so a document fact wins only when its passage is at least as close).
+        A follow-up is answered from the FAQ only when it matches a question outright: "and
+        what about headphones?" alone resembles many FAQ questions."""
+        if tenant.faq_index is None:
+            return None
+        # answer in the question's language when the tenant has FAQ entries in it
+        same_language_only = lang in tenant.faq_languages()
+        for hit in tenant.faq_index.search(query, vector, k=5, prefer_lang=lang):
+            entry = tenant.faq[tenant.faq_wording_owner[hit.position]]
+            if same_language_only and entry.lang not in (None, lang):
+                continue
+            sure = hit.dense >= self.thresholds.faq_sure
+            best_passage = max((p.dense for p in passages), default=0.0)
+            likely = (
+                previous is None
+                and hit.dense >= self.thresholds.faq
+                and hit.dense >= best_passage + self.thresholds.faq_margin
+            )
+            if not (sure or likely):
+                return None
+            source = Source(
+                kind="faq", id=entry.faq_id, title=entry.question, score=round(hit.dense, 4)
+            )
+            return RoutedAnswer("faq", entry.answer, [source])
+        return None
+
+    def _retrieve(
+        self,
+        tenant: TenantKnowledge,
+        query: str,
+        vector: np.ndarray,
+        context_query: str | None,
+        context_vector: np.ndarray | None,
+        lang: str,
+    ) -> list[Hit]:
+        """Document passages best first, in the question's language where the tenant has
+        any, searched with the question and (for a follow-up) with the previous turn joined
+        in; ``dense`` and ``score`` carry the follow-up discount."""
+        index = tenant.chunk_index
+        if index is None:
+            return []
+        same_language_only = lang in tenant.chunk_languages()
+        best: dict[int, Hit] = {}
+        searches = [(query, vector, 1.0)]
+        if context_query is not None and context_vector is not None:
+            searches.append((context_query, context_vector, CONTEXT_DISCOUNT))
+        for text, query_vector, weight in searches:
+            for hit in index.search(text, query_vector, k=10, prefer_lang=lang):
+                chunk = tenant.chunks[hit.position]
+                if same_language_only and chunk.lang not in (None, lang):
+                    continue
+                scored = Hit(hit.position, hit.score * weight, hit.dense * weight, hit.lexical)
+                if hit.position not in best or best[hit.position].score < scored.score:
+                    best[hit.position] = scored
+        return sorted(best.values(), key=lambda h: h.score, reverse=True)
+
+    def _relevant(self, hit: Hit, lang: str) -> bool:
+        evidence = hit.dense + self.thresholds.knowledge_lexical_weight * hit.lexical
+        needed = self.thresholds.knowledge_zh if lang == "zh" else self.thresholds.knowledge
+        return evidence >= needed
+
+    def _extract(
+        self, tenant: TenantKnowledge, hits: Sequence[Hit], question: str, sources: list[Source]
+    ) -> RoutedAnswer:
+        """The best passage's relevant sentences; when the runner-up passage is nearly as
+        close (another section that may hold the fact asked for), its sentences follow."""
+        best = tenant.chunks[hits[0].position]
+        response = extract_answer(question, best.text)
+        used = sources[:1]
+        if len(hits) > 1 and hits[1].score >= hits[0].score - self.thresholds.second_passage:
+            extra = extract_answer(question, tenant.chunks[hits[1].position].text)
+            if extra and extra not in response:
+                response = f"{response}\n\n{extra}"
+                used = sources[:2]
+        return RoutedAnswer("knowledge", response, used)
+
+    def _knowledge_prompt(
+        self, tenant: TenantKnowledge, hits: Sequence[Hit], job: RouterInput, lang: str
+    ) -> list[dict[str, str]]:
+        facts = "\n\n".join(
+            f"[{n}] {tenant.chunks[h.position].heading}\n{tenant.chunks[h.position].text}"
+            for n, h in enumerate(hits, start=1)
+        )
+        system = KNOWLEDGE_INSTRUCTIONS.format(language=LANGUAGE_NAMES[lang], facts=facts)
+        return [
+            {"role": "system", "content": system},
+            *({"role": t.role, "content": t.content} for t in job.history[-4:]),
+            {"role": "user", "content": job.query},
+        ]
+
+    def _remember(self, tenant: TenantKnowledge, key: str | None, answer: RoutedAnswer) -> None:
+        if key is None:
+            return
+        self.cache.put(
+            tenant.tenant_id,
+            tenant.version,
+            key,
+            CachedAnswer(
+                answer.response,
+                answer.route,
+                [source.model_dump() for source in answer.sources],
+            ),
+        )
+
+    def remember_generated(
+        self,
+        tenant_id: uuid.UUID,
+        version: int,
+        key: str | None,
+        response: str,
+        route: str,
+        sources: Sequence[Source],
+    ) -> None:
+        """Cache what the model answered from the knowledge (when its generation finishes)."""
+        if key is None or not response:
+            return
+        cached = CachedAnswer(response, route, [source.model_dump() for source in sources])
+        self.cache.put(tenant_id, version, key, cached)
+
+
+def _language(query: str, history: Sequence[ChatTurn]) -> str:
+    """The question's language; a message without words ("20261234") continues the language
+    of the conversation."""
+    if not any(ch.isalpha() for ch in query):
+        previous = _previous_user_turn(history)
+        if previous is not None:
+            return detect_language(previous)
+    return detect_language(query)
+
+
+def _previous_user_turn(history: Sequence[ChatTurn]) -> str | None:
+    for turn in reversed(history):
+        if turn.role == "user":
+            return turn.content
+    return None

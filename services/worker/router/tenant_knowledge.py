@@ -1,0 +1,326 @@
+"""Each tenant's knowledge in the worker's memory: FAQ wordings and document chunks in hybrid
+(vector + lexical) indexes, intents compiled, settings parsed.
+
+A tenant's knowledge is loaded the first time one of its jobs arrives and again whenever its
+``knowledge_version`` moves; a background thread watches the versions so that, most of the
+time, the re-indexing happens before the next job needs it. Vectors live in the database with
+the chunks: the first worker that meets a chunk (or FAQ entry) without a vector of the current
+embedding model computes it and stores it, so the others (and restarts) only read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import ColumnElement, select, update
+
+from services.worker.knowledge.embeddings import Embedder
+from services.worker.knowledge.index import HybridIndex, IndexedText
+from services.worker.router.intents import CompiledIntent
+from shared.db.engine import session_scope
+from shared.db.models import FaqEntry, IntentDefinitionRow, KbChunk, KbDocument, Tenant
+from shared.knowledge.schemas import IntentIn, TenantSettings
+from shared.logs import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    document_id: str
+    title: str
+    heading: str
+    text: str
+    lang: str | None
+
+
+@dataclass(frozen=True)
+class FaqRecord:
+    faq_id: str
+    question: str
+    answer: str
+    lang: str | None
+
+
+@dataclass
+class TenantKnowledge:
+    tenant_id: uuid.UUID
+    name: str
+    version: int
+    settings: TenantSettings
+    chunks: list[ChunkRecord] = field(default_factory=list)
+    chunk_index: HybridIndex | None = None
+    faq: list[FaqRecord] = field(default_factory=list)
+    faq_wording_owner: list[int] = field(default_factory=list)  # wording row → faq position
+    faq_index: HybridIndex | None = None
+    intents: list[CompiledIntent] = field(default_factory=list)
+    _chunk_languages: set[str] | None = None
+
+    @property
+    def has_knowledge(self) -> bool:
+        return bool(self.intents) or self.faq_index is not None or self.chunk_index is not None
+
+    def faq_languages(self) -> set[str]:
+        return {entry.lang for entry in self.faq if entry.lang}
+
+    def chunk_languages(self) -> set[str]:
+        if self._chunk_languages is None:
+            self._chunk_languages = {chunk.lang for chunk in self.chunks if chunk.lang}
+        return self._chunk_languages
+
+
+def _vectors(blob: bytes | None, dim: int) -> np.ndarray | None:
+    if blob is None:
+        return None
+    array = np.frombuffer(blob, dtype=np.float32)
+    if array.size % dim:
+        return None
+    return array.reshape(-1, dim)
+
+
+def _passage_text(chunk: ChunkRecord) -> str:
+    # The heading path carries the topic a paragraph often leaves implicit ("Shipping > Fees").
+    return f"{chunk.heading}\n{chunk.text}" if chunk.heading else chunk.text
+
+
+class KnowledgeRegistry:
+    """The tenants' knowledge, loaded on demand and kept current."""
+
+    def __init__(self, database_url: str, embedder: Embedder, intent_threshold: float) -> None:
+        self.database_url = database_url
+        self.embedder = embedder
+        self.intent_threshold = intent_threshold
+        self._tenants: dict[uuid.UUID, TenantKnowledge] = {}
+        self._load_lock = threading.Lock()
+        self._embed_lock = threading.Lock()  # the embedder is not shared between threads
+        self._example_vectors: dict[str, np.ndarray] = {}
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # --- embedding ----------------------------------------------------------------------------
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        with self._embed_lock:
+            return self.embedder.embed_queries(texts)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        with self._embed_lock:
+            return self.embedder.embed_passages(texts)
+
+    # --- access ---------------------------------------------------------------------------------
+
+    def current(self, tenant_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, TenantKnowledge]:
+        """Each tenant's knowledge at its latest version (loading what is stale)."""
+        if not tenant_ids:
+            return {}
+        versions = self._versions(tenant_ids)
+        result = {}
+        for tenant_id, version in versions.items():
+            known = self._tenants.get(tenant_id)
+            if known is None or known.version < version:
+                known = self._load(tenant_id)
+            result[tenant_id] = known
+        return result
+
+    def _versions(self, tenant_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, int]:
+        with session_scope(self.database_url) as session:
+            rows = session.execute(
+                select(Tenant.id, Tenant.knowledge_version).where(Tenant.id.in_(tenant_ids))
+            ).all()
+        return {tenant_id: version for tenant_id, version in rows}
+
+    # --- background refresh ---------------------------------------------------------------------
+
+    def start_watching(self, interval_s: float) -> None:
+        """Re-index changed tenants in the background, so jobs rarely wait for it."""
+
+        def watch() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.refresh_all()
+                except Exception as error:  # the database may be away; jobs load on demand
+                    log.warning("knowledge_refresh_failed", error=repr(error))
+
+        self._watcher = threading.Thread(target=watch, name="knowledge-refresh", daemon=True)
+        self._watcher.start()
+
+    def stop_watching(self) -> None:
+        self._stop.set()
+
+    def refresh_all(self) -> None:
+        """Load every tenant whose knowledge changed (and those with knowledge not yet met)."""
+        with session_scope(self.database_url) as session:
+            rows = session.execute(select(Tenant.id, Tenant.knowledge_version)).all()
+        for tenant_id, version in rows:
+            known = self._tenants.get(tenant_id)
+            if known is None or known.version < version:
+                self._load(tenant_id)
+
+    # --- loading --------------------------------------------------------------------------------
+
+    def _load(self, tenant_id: uuid.UUID) -> TenantKnowledge:
+        with self._load_lock:
+            started = time.perf_counter()
+            with session_scope(self.database_url) as session:
+                tenant = session.get(Tenant, tenant_id)
+                if tenant is None:
+                    raise LookupError(f"tenant {tenant_id} is gone")
+                # the version is read first: the data below is at least that new
+                knowledge = TenantKnowledge(
+                    tenant_id=tenant.id,
+                    name=tenant.name,
+                    version=tenant.knowledge_version,
+                    settings=TenantSettings.model_validate(tenant.settings or {}),
+                )
+                known = self._tenants.get(tenant_id)
+                if known is not None and known.version >= knowledge.version:
+                    return known  # another thread loaded it meanwhile
+                chunk_rows = session.execute(
+                    select(
+                        KbChunk.id,
+                        KbDocument.external_id,
+                        KbDocument.title,
+                        KbChunk.heading,
+                        KbChunk.text,
+                        KbChunk.lang,
+                        KbChunk.embedding,
+                        KbChunk.embedding_model,
+                    )
+                    .join(KbDocument, KbDocument.id == KbChunk.document_id)
+                    .where(KbChunk.tenant_id == tenant_id)
+                    .order_by(KbDocument.external_id, KbChunk.position)
+                ).all()
+                faq_rows = session.execute(
+                    select(
+                        FaqEntry.id,
+                        FaqEntry.external_id,
+                        FaqEntry.question,
+                        FaqEntry.answer,
+                        FaqEntry.alternatives,
+                        FaqEntry.lang,
+                        FaqEntry.embeddings,
+                        FaqEntry.embedding_model,
+                        FaqEntry.updated_at,
+                    )
+                    .where(FaqEntry.tenant_id == tenant_id)
+                    .order_by(FaqEntry.external_id)
+                ).all()
+                intent_rows = session.execute(
+                    select(IntentDefinitionRow.name, IntentDefinitionRow.definition)
+                    .where(IntentDefinitionRow.tenant_id == tenant_id)
+                    .order_by(IntentDefinitionRow.name)
+                ).all()
+            self._index_chunks(knowledge, chunk_rows)
+            self._index_faq(knowledge, faq_rows)
+            self._compile_intents(knowledge, intent_rows)
+            self._tenants[tenant_id] = knowledge
+            log.info(
+                "knowledge_indexed",
+                tenant=knowledge.name,
+                version=knowledge.version,
+                chunks=len(knowledge.chunks),
+                faq=len(knowledge.faq),
+                intents=len(knowledge.intents),
+                elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            return knowledge
+
+    def _index_chunks(self, knowledge: TenantKnowledge, rows: Sequence[object]) -> None:
+        dim, model = self.embedder.dim, self.embedder.name
+        records, vectors, missing = [], [], []
+        for row in rows:
+            chunk_id, document_id, title, heading, text, lang, blob, blob_model = row  # type: ignore[misc]
+            record = ChunkRecord(document_id, title, heading, text, lang)
+            stored = _vectors(blob, dim) if blob_model == model else None
+            records.append(record)
+            vectors.append(stored[0] if stored is not None and len(stored) == 1 else None)
+            if vectors[-1] is None:
+                missing.append((len(records) - 1, chunk_id))
+        if missing:
+            computed = self.embed_passages([_passage_text(records[i]) for i, _ in missing])
+            for (position, _), vector in zip(missing, computed, strict=True):
+                vectors[position] = vector
+            # chunks are replaced, never edited, so a chunk id always names the same text
+            stored_rows = [(cid, v) for (_, cid), v in zip(missing, computed, strict=True)]
+            self._store_vectors(KbChunk, "embedding", stored_rows)
+        knowledge.chunks = records
+        if records:
+            matrix = np.vstack(vectors).astype(np.float32)
+            items = [IndexedText(_passage_text(r), r.lang) for r in records]
+            knowledge.chunk_index = HybridIndex(items, matrix)
+
+    def _index_faq(self, knowledge: TenantKnowledge, rows: Sequence[object]) -> None:
+        dim, model = self.embedder.dim, self.embedder.name
+        texts: list[IndexedText] = []
+        blocks: list[np.ndarray] = []
+        for row in rows:
+            faq_id, external_id, question, answer, alternatives, lang, blob, blob_model, changed = (
+                row  # type: ignore[misc]
+            )
+            wordings = [question, *(alternatives or [])]
+            stored = _vectors(blob, dim) if blob_model == model else None
+            if stored is None or len(stored) != len(wordings):
+                # wordings are matched against questions: embed them as queries (symmetric)
+                stored = self.embed_queries(wordings)
+                # only if the entry was not replaced meanwhile (its wordings may differ)
+                self._store_vectors(
+                    FaqEntry, "embeddings", [(faq_id, stored)], FaqEntry.updated_at == changed
+                )
+            position = len(knowledge.faq)
+            knowledge.faq.append(FaqRecord(external_id, question, answer, lang))
+            for wording in wordings:
+                texts.append(IndexedText(wording, lang))
+                knowledge.faq_wording_owner.append(position)
+            blocks.append(stored)
+        if texts:
+            knowledge.faq_index = HybridIndex(texts, np.vstack(blocks).astype(np.float32))
+
+    def _compile_intents(self, knowledge: TenantKnowledge, rows: Sequence[object]) -> None:
+        compiled = []
+        for name, definition in rows:  # type: ignore[misc]
+            try:
+                intent = IntentIn.model_validate(definition)
+            except ValueError as error:  # stored by an older version with other rules
+                log.error("intent_invalid", tenant=knowledge.name, intent=name, error=str(error))
+                continue
+            unseen = [e for e in intent.examples if e not in self._example_vectors]
+            if unseen:
+                for example, vector in zip(unseen, self.embed_queries(unseen), strict=True):
+                    self._example_vectors[example] = vector
+            examples = (
+                np.vstack([self._example_vectors[e] for e in intent.examples])
+                if intent.examples
+                else np.zeros((0, self.embedder.dim), dtype=np.float32)
+            )
+            compiled.append(CompiledIntent.compile(name, intent, examples, self.intent_threshold))
+        knowledge.intents = compiled
+
+    def _store_vectors(
+        self,
+        table: type[KbChunk] | type[FaqEntry],
+        column: str,
+        rows: list[tuple[object, np.ndarray]],
+        *conditions: ColumnElement[bool],
+    ) -> None:
+        if not rows:
+            return
+        try:
+            with session_scope(self.database_url) as session:
+                for row_id, vector in rows:
+                    session.execute(
+                        update(table)
+                        .where(table.id == row_id, *conditions)
+                        .values(
+                            {
+                                column: np.asarray(vector, dtype=np.float32).tobytes(),
+                                "embedding_model": self.embedder.name,
+                            }
+                        )
+                    )
+        except Exception as error:  # the vectors are in memory; the next load computes again
+            log.warning("embeddings_not_stored", error=repr(error), rows=len(rows))

@@ -1,0 +1,208 @@
+"""Cutting a tenant's document into retrievable chunks.
+
+Pure Python: the API chunks a document when it is uploaded (to refuse a useless one early), the
+worker when it indexes it.
+
+Sizes, in Latin-equivalent characters (``text_size``: a Chinese character counts as 3):
+
+- **Why short.** A chunk is the unit the router retrieves and quotes. One embedding of a long
+  chunk averages several topics and matches none of them well; extractive answers are at most
+  ~420 characters, so a chunk should hold about one answer. Hence a target of 500 and a hard
+  maximum of 900: a chunk is one to three paragraphs, an FAQ answer or a procedure.
+- **Why the Chinese weight.** The same support paragraph measured 192 characters in English and
+  53 in Chinese (3.6x), and over the 40 passages of ``bench/data/retrieval_set.yaml``
+  multilingual-e5 reads 4.0 English characters but 1.3 Chinese characters per token (3.0x).
+  Counting a Chinese character as 3 Latin ones gives chunks that carry about the same content,
+  and the same number of tokens, in both languages.
+- **Why it fits the model.** 900 Latin-equivalent characters are about 210-260 e5 tokens in
+  either language, well inside e5-small's 512-token window (the "passage: " prefix and the
+  heading the router may prepend included), so nothing is silently truncated.
+
+Structure is kept: the document is split at Markdown headings (``#`` to ``######``) into
+sections whose ``heading`` is the path "Title > Section > Subsection"; within a section,
+blank-line paragraphs are packed up to the target, a paragraph longer than the maximum is split
+at sentence ends, and a sentence longer than the maximum at spaces or commas. A small remainder
+is merged into the chunk before it rather than left as a fragment that retrieves badly. Fenced
+code blocks are not searched for headings or blank lines.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from shared.knowledge.text import split_sentences
+
+MAX_DOCUMENT_CHARS = 200_000
+"""The largest document accepted (characters); the API refuses bigger ones."""
+
+CJK_CHAR_WEIGHT = 3.0
+"""How many Latin characters one Chinese character is worth in ``text_size``."""
+TARGET_CHUNK_SIZE = 500
+"""Paragraphs are packed into one chunk while it stays within this size."""
+MAX_CHUNK_SIZE = 900
+"""No chunk is larger, unless a single word is (it is then cut)."""
+MIN_CHUNK_SIZE = 120
+"""A remainder smaller than this joins the previous chunk of its section if that still fits."""
+
+_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_SOFT_BREAK = re.compile(r"(?<=[\s,，、;；:：])")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    position: int
+    """0-based order of the chunk in its document."""
+    heading: str
+    """Heading path, "Title > Section > Subsection"; the title alone before any heading."""
+    text: str
+
+
+def text_size(text: str) -> float:
+    """Length in Latin-equivalent characters: a Chinese character (or CJK punctuation) counts
+    ``CJK_CHAR_WEIGHT``, anything else 1."""
+    cjk = len(_CJK.findall(text))
+    return len(text) - cjk + CJK_CHAR_WEIGHT * cjk
+
+
+def chunk_document(title: str, text: str) -> list[Chunk]:
+    """Chunks of a Markdown or plain-text document, in order; [] for a blank text."""
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise ValueError(f"document has {len(text)} characters, more than {MAX_DOCUMENT_CHARS}")
+    chunks: list[Chunk] = []
+    for heading, paragraphs in _sections(title.strip(), text):
+        for body in _pack(paragraphs):
+            chunks.append(Chunk(position=len(chunks), heading=heading, text=body))
+    return chunks
+
+
+def _sections(title: str, text: str) -> list[tuple[str, list[str]]]:
+    """(heading path, paragraphs) for every section that has text."""
+    sections: list[tuple[str, list[str]]] = []
+    path: list[tuple[int, str]] = []  # (level, heading) of the open headings
+    paragraphs: list[str] = []
+    lines: list[str] = []
+    seen_heading = in_fence = False
+
+    def end_paragraph() -> None:
+        if any(line.strip() for line in lines):
+            paragraphs.append("\n".join(lines).strip("\n"))
+        lines.clear()
+
+    def end_section() -> None:
+        end_paragraph()
+        if paragraphs:
+            names = [title] if title else []
+            names += [name for _, name in path]
+            sections.append((" > ".join(names), paragraphs.copy()))
+        paragraphs.clear()
+
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        heading = None if in_fence else _HEADING.match(line)
+        if heading:
+            end_section()
+            level, name = len(heading.group(1)), heading.group(2).strip()
+            first = not seen_heading
+            seen_heading = True
+            while path and path[-1][0] >= level:
+                path.pop()
+            if first and name.casefold() == title.casefold():
+                continue  # the document restates its title: it is the root already
+            if name:
+                path.append((level, name))
+        elif not line.strip() and not in_fence:
+            end_paragraph()
+        else:
+            lines.append(line.rstrip())
+    end_section()
+    return sections
+
+
+def _pack(paragraphs: list[str]) -> list[str]:
+    """Consecutive paragraphs packed into bodies of at most the target size (a paragraph alone
+    may reach the maximum), oversized paragraphs split, a small remainder merged back."""
+    pieces: list[str] = []
+    for paragraph in paragraphs:
+        if text_size(paragraph) <= MAX_CHUNK_SIZE:
+            pieces.append(paragraph)
+        else:
+            pieces += _split_paragraph(paragraph)
+    bodies: list[str] = []
+    current: list[str] = []
+    for piece in pieces:
+        if current and text_size("\n\n".join([*current, piece])) > TARGET_CHUNK_SIZE:
+            bodies.append("\n\n".join(current))
+            current = []
+        current.append(piece)
+    if current:
+        bodies.append("\n\n".join(current))
+    if len(bodies) > 1 and text_size(bodies[-1]) < MIN_CHUNK_SIZE:
+        merged = bodies[-2] + "\n\n" + bodies[-1]
+        if text_size(merged) <= MAX_CHUNK_SIZE:
+            bodies[-2:] = [merged]
+    return bodies
+
+
+def _split_paragraph(paragraph: str) -> list[str]:
+    """An oversized paragraph as pieces of at most the target size, cut at sentence ends (a
+    sentence or list item keeps its line), sentences too long cut at spaces or commas."""
+    pieces: list[str] = []
+    current = ""
+    for line in paragraph.splitlines():
+        for index, sentence in enumerate(split_sentences(line)):
+            for part in _split_sentence(sentence):
+                joiner = _joiner(current, part, new_line=index == 0)
+                if current and text_size(current + joiner + part) > TARGET_CHUNK_SIZE:
+                    pieces.append(current)
+                    current = part
+                else:
+                    current = current + joiner + part if current else part
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _joiner(left: str, right: str, *, new_line: bool) -> str:
+    if new_line:
+        return "\n"
+    if left and (_CJK.match(left[-1]) or _CJK.match(right[0])):
+        return ""
+    return " "
+
+
+def _split_sentence(sentence: str) -> list[str]:
+    """A sentence longer than the maximum cut into parts of at most the target size, at spaces
+    or commas when there are any, else anywhere."""
+    if text_size(sentence) <= MAX_CHUNK_SIZE:
+        return [sentence]
+    parts: list[str] = []
+    current = ""
+    for word in _SOFT_BREAK.split(sentence):
+        while text_size(word) > TARGET_CHUNK_SIZE:  # no break at all: cut by size
+            cut = _longest_prefix(word, TARGET_CHUNK_SIZE)
+            if current:
+                parts.append(current)
+                current = ""
+            parts.append(word[:cut])
+            word = word[cut:]
+        if current and text_size(current + word) > TARGET_CHUNK_SIZE:
+            parts.append(current)
+            current = ""
+        current += word
+    if current:
+        parts.append(current)
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _longest_prefix(text: str, size: float) -> int:
+    """Length of the longest prefix of ``text`` within ``size`` (at least one character)."""
+    total = 0.0
+    for index, char in enumerate(text):
+        total += CJK_CHAR_WEIGHT if _CJK.match(char) else 1.0
+        if total > size:
+            return max(index, 1)
+    return len(text)

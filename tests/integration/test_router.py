@@ -1,0 +1,368 @@
+"""The router in the worker, on a real database (embedded, and Postgres) with the real
+embedder: each route, tenant isolation, cache invalidation, follow-ups, Chinese."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from standardwebhooks import Webhook
+
+from chatq.order_service import OrderService
+from services.worker.engine.onnx_runtime import load_onnx_engine
+from services.worker.inference import BatchProcessor
+from services.worker.prompt import PromptBuilder
+from services.worker.router.build import build_router
+from shared.api_keys import IssuedKey, create_api_key
+from shared.config import Device, Settings
+from shared.db.engine import session_scope
+from shared.knowledge import store
+from shared.knowledge.schemas import DocumentIn, FaqIn, IntentIn, TenantSettings
+from shared.messaging.schemas import (
+    ChatTurn,
+    GenerationParams,
+    InferenceOutcome,
+    InferenceRequest,
+)
+from shared.model_layout import ModelLayout
+from tests.integration.factories import make_job
+
+pytestmark = pytest.mark.integration
+
+SHIPPING = """# Shipping
+
+## Delivery times
+Orders placed before 3 pm ship the same day. Delivery takes 2-3 working days in mainland
+cities and 5-7 working days to remote regions.
+
+## Shipping fees
+Shipping is free for orders over 99 yuan; below that it costs 10 yuan.
+"""
+RETURNS = """# Returns and refunds
+
+## Returns
+You can return any product within 7 days of delivery without giving a reason, as long as
+the packaging is intact. Refunds reach your account within 3 working days after we receive
+the parcel.
+"""
+RETURNS_ZH = """# 退货与退款
+
+## 退货政策
+自签收之日起7天内可无理由退货，商品包装需保持完好。我们收到退货后3个工作日内退款到原支付账户。
+"""
+PAYMENTS = """# Payment
+
+## Payment methods
+We accept Visa, Mastercard, Alipay and WeChat Pay. Instalments are available with Alipay
+Huabei for orders over 500 yuan.
+"""
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    return load_onnx_engine(ModelLayout(tiny_model_dir).onnx_dir, Device.CPU, 0, "tiny")
+
+
+@pytest.fixture
+def processor(backend_settings: Settings, engine) -> BatchProcessor:  # type: ignore[no-untyped-def]
+    settings = backend_settings.model_copy(update={"rule_http_allow_private": True})
+    router, registry = build_router(settings, engine.info)
+    prompts = PromptBuilder("Be brief.", 512, engine.count_prompt_tokens)
+    return BatchProcessor(engine, prompts, settings.database_url, router=router, registry=registry)
+
+
+def shop(url: str, name: str = "shop") -> IssuedKey:
+    key = create_api_key(url, name)
+    with session_scope(url) as session:
+        tenant_id = store.tenant_by_name(session, key.tenant).id
+        for doc_id, text in (
+            ("shipping", SHIPPING),
+            ("returns", RETURNS),
+            ("returns.zh", RETURNS_ZH),
+            ("payment", PAYMENTS),
+        ):
+            title = text.splitlines()[0].lstrip("# ")
+            store.put_document(session, tenant_id, doc_id, DocumentIn(title=title, text=text))
+        store.put_faq(
+            session,
+            tenant_id,
+            "reset-router",
+            FaqIn(
+                question="How do I reset my router?",
+                answer="Hold the RESET button on the back for 5 seconds until the light flashes.",
+                alternatives=["My router is stuck, how do I restart it from scratch?"],
+                lang="en",
+            ),
+        )
+        store.put_faq(
+            session,
+            tenant_id,
+            "reset-router-zh",
+            FaqIn(
+                question="如何重置路由器？",
+                answer="请按住路由器背面的RESET键5秒，直到指示灯闪烁。",
+                lang="zh",
+            ),
+        )
+    return key
+
+
+def ask(
+    processor: BatchProcessor,
+    url: str,
+    key: IssuedKey,
+    query: str,
+    history: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    max_new_tokens: int = 4,
+) -> InferenceOutcome | str:
+    """The router's outcome, or ``"model"`` when the job goes to the engine."""
+    job = make_job(url, key.id, query=query)
+    request = InferenceRequest(
+        job_id=job.id,
+        query=query,
+        history=[ChatTurn(role=role, content=content) for role, content in history],  # type: ignore[arg-type]
+        params=GenerationParams(max_new_tokens=max_new_tokens),
+        submitted_at=job.created_at,
+    )
+    token = uuid.uuid4().hex
+    prepared = processor.prepare([(token, request)])
+    if prepared.generation:
+        return "model"
+    outcome = prepared.finished[token]
+    assert outcome is not None
+    return outcome
+
+
+def completed(outcome: InferenceOutcome | str) -> InferenceOutcome:
+    assert isinstance(outcome, InferenceOutcome), outcome
+    assert outcome.status == "completed"
+    assert outcome.response
+    return outcome
+
+
+def test_a_paraphrased_faq_question_gets_the_stored_answer(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    outcome = completed(ask(processor, url, key, "how can I reset my wifi router?"))
+    assert outcome.route == "faq"
+    assert outcome.response.startswith("Hold the RESET button")
+    assert [(s.kind, s.id) for s in outcome.sources] == [("faq", "reset-router")]
+    assert outcome.timings is not None and outcome.timings.route_ms is not None
+
+    chinese = completed(ask(processor, url, key, "路由器怎么重置？"))
+    assert chinese.route == "faq"
+    assert chinese.response == "请按住路由器背面的RESET键5秒，直到指示灯闪烁。"
+
+
+def test_another_tenants_knowledge_never_answers(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    shop(url)
+    stranger = create_api_key(url, "school")
+    outcome = completed(ask(processor, url, stranger, "How do I reset my router?"))
+    assert outcome.route == "fallback"
+    assert "RESET" not in outcome.response
+    assert outcome.sources == []
+
+
+def test_a_document_answers_in_the_language_of_the_question(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    english = completed(ask(processor, url, key, "How many days do I have to return something?"))
+    assert english.route == "knowledge"
+    assert english.sources[0].id == "returns"
+    assert "7 days" in english.response
+
+    chinese = completed(ask(processor, url, key, "收到货以后几天内可以退货？"))
+    assert chinese.route == "knowledge"
+    assert chinese.sources[0].id == "returns.zh"
+    assert "7天" in chinese.response
+
+
+def test_a_follow_up_is_answered_with_the_conversation(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    history = [
+        ("user", "How long does delivery take?"),
+        ("assistant", "Delivery takes 2-3 working days in mainland cities."),
+    ]
+    outcome = completed(ask(processor, url, key, "and what if I order at 3 pm?", history))
+    assert outcome.route == "knowledge"
+    assert outcome.sources[0].id == "shipping"
+    assert "3 pm" in outcome.response
+
+
+def test_a_knowledge_change_invalidates_cached_answers(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    question = "Which payment methods do you accept?"
+    first = completed(ask(processor, url, key, question))
+    assert first.route == "knowledge" and "Alipay" in first.response
+    again = completed(ask(processor, url, key, "which payment methods do you accept"))
+    assert again.route == "cache"
+    assert again.response == first.response
+    assert processor.router is not None and processor.router.cache.hit_rate == 0.5
+
+    with session_scope(url) as session:
+        tenant_id = store.tenant_by_name(session, key.tenant).id
+        store.put_document(
+            session,
+            tenant_id,
+            "payment",
+            DocumentIn(
+                title="Payment",
+                text="# Payment\n\n## Payment methods\nWe accept PayPal and bank transfer only.",
+            ),
+        )
+    after = completed(ask(processor, url, key, question))
+    assert after.route == "knowledge"
+    assert "PayPal" in after.response and "Alipay" not in after.response
+
+
+def test_nothing_relevant_gets_the_tenants_fallback_not_an_invented_answer(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    store.configure_tenant(
+        url,
+        key.tenant,
+        TenantSettings.model_validate(
+            {
+                "fallback_answer": {
+                    "en": "I don't know; write to help@shop.example.",
+                    "zh": "抱歉，请联系客服。",
+                }
+            }
+        ),
+    )
+    english = completed(ask(processor, url, key, "What is the name of your CEO's dog?"))
+    assert english.route == "fallback"
+    assert english.response == "I don't know; write to help@shop.example."
+    chinese = completed(ask(processor, url, key, "你们老板的狗叫什么名字？"))
+    assert chinese.route == "fallback"
+    assert chinese.response == "抱歉，请联系客服。"
+
+
+def test_the_model_answers_alone_only_where_the_tenant_allows_it(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    question = "Write me a poem about the sea."
+    assert completed(ask(processor, url, key, question)).route == "fallback"
+    store.configure_tenant(url, key.tenant, TenantSettings(llm_fallback=True))
+    assert ask(processor, url, key, question) == "model"
+
+
+@pytest.fixture
+def orders() -> Iterator[OrderService]:
+    with OrderService(
+        {"20261234": {"order_id": "20261234", "status": "shipped", "status_en": "on its way"}}
+    ) as service:
+        yield service
+
+
+def add_intents(url: str, key: IssuedKey, orders_url: str) -> None:
+    intents = {
+        "order_status": {
+            "description": "Order status look-up",
+            "examples": ["Where is my order?", "我的订单到哪了？", "track my parcel"],
+            "patterns": [r"\border\b.*\b(status|where)", "订单.*(到哪|状态)"],
+            "slots": {
+                "order_id": {
+                    "pattern": r"(?<!\d)(\d{8})(?!\d)",
+                    "required": True,
+                    "ask": {"en": "What is your order number?", "zh": "请提供订单号。"},
+                }
+            },
+            "handler": {
+                "type": "http",
+                "url": orders_url + "/orders/{order_id}",
+                "answer": {
+                    "en": "Order {order_id} is {status_en}.",
+                    "zh": "订单{order_id}：{status}",
+                },
+                "not_found": {"en": "I can't find order {order_id}."},
+            },
+        },
+        "human": {
+            "examples": ["I want to talk to a real person"],
+            "keywords": ["转人工", "human agent"],
+            "handler": {
+                "type": "handoff",
+                "answer": {"en": "A colleague will take over.", "zh": "正在为您转接人工客服。"},
+            },
+        },
+        "hours": {
+            "examples": ["When are you open?", "What are your opening hours?"],
+            "handler": {"type": "template", "answer": "We answer every day from 9:00 to 21:00."},
+        },
+    }
+    with session_scope(url) as session:
+        tenant_id = store.tenant_by_name(session, key.tenant).id
+        for name, definition in intents.items():
+            store.put_intent(session, tenant_id, name, IntentIn.model_validate(definition))
+
+
+def test_an_order_status_rule_calls_the_backend_signed_and_fills_the_answer(
+    backend_settings: Settings, processor: BatchProcessor, orders: OrderService
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    add_intents(url, key, orders.url)
+    outcome = completed(ask(processor, url, key, "Where is my order 20261234? status please"))
+    assert outcome.route == "rule"
+    assert outcome.response == "Order 20261234 is on its way."
+    assert outcome.intent is not None
+    assert outcome.intent.name == "order_status"
+    assert outcome.intent.slots == {"order_id": "20261234"}
+    request = orders.requests[-1]
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    # a GET signs its (empty) body like a webhook: id.timestamp.body with the key's secret
+    signed_at = datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC)
+    expected = Webhook(key.webhook_secret).sign(headers["webhook-id"], signed_at, "")
+    assert headers["webhook-signature"] == expected
+
+    unknown = completed(ask(processor, url, key, "order status of 20269999?"))
+    assert unknown.response == "I can't find order 20269999."
+
+
+def test_a_missing_slot_is_asked_for_and_the_next_turn_completes_the_intent(
+    backend_settings: Settings, processor: BatchProcessor, orders: OrderService
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    add_intents(url, key, orders.url)
+    asked = completed(ask(processor, url, key, "我的订单到哪了？"))
+    assert asked.route == "rule" and asked.response == "请提供订单号。"
+    history = [("user", "我的订单到哪了？"), ("assistant", asked.response)]
+    answered = completed(ask(processor, url, key, "20261234", history))
+    assert answered.route == "rule"
+    assert answered.response == "订单20261234：shipped"
+
+
+def test_handoff_and_template_intents(
+    backend_settings: Settings, processor: BatchProcessor, orders: OrderService
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    add_intents(url, key, orders.url)
+    handoff = completed(ask(processor, url, key, "转人工"))
+    assert handoff.route == "rule" and handoff.handoff
+    assert handoff.response == "正在为您转接人工客服。"
+    hours = completed(ask(processor, url, key, "what are your opening hours?"))
+    assert hours.route == "rule" and not hours.handoff
+    assert hours.intent is not None and hours.intent.name == "hours"

@@ -1,0 +1,120 @@
+"""Documents into chunks: heading paths, paragraph packing, sizes that weigh Chinese."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.knowledge.chunking import (
+    MAX_CHUNK_SIZE,
+    MAX_DOCUMENT_CHARS,
+    TARGET_CHUNK_SIZE,
+    Chunk,
+    chunk_document,
+    text_size,
+)
+
+GUIDE = """# Help Center
+
+Welcome to the help center.
+
+## Returns
+
+You can return items within 30 days.
+
+Refunds take 5 days.
+
+### Damaged items
+
+Send us a photo.
+
+## Shipping
+
+```
+# not a heading
+
+still code
+```
+"""
+
+
+def test_blank_text_gives_no_chunk() -> None:
+    assert chunk_document("Empty", "") == []
+    assert chunk_document("Empty", "  \n\n\t\n") == []
+
+
+def test_headings_become_a_path_under_the_title() -> None:
+    chunks = chunk_document("Help Center", GUIDE)
+    assert [c.heading for c in chunks] == [
+        "Help Center",
+        "Help Center > Returns",
+        "Help Center > Returns > Damaged items",
+        "Help Center > Shipping",
+    ]
+    assert chunks[1].text == "You can return items within 30 days.\n\nRefunds take 5 days."
+
+
+def test_a_title_heading_is_not_repeated_but_another_first_heading_is_kept() -> None:
+    assert chunk_document("Guide", "# Other\n\ntext")[0].heading == "Guide > Other"
+    assert chunk_document("help center", "# Help Center\n\ntext")[0].heading == "help center"
+
+
+def test_headings_inside_code_fences_are_text() -> None:
+    last = chunk_document("Help Center", GUIDE)[-1]
+    assert "# not a heading" in last.text and "still code" in last.text
+
+
+def test_positions_count_the_chunks_in_order() -> None:
+    chunks = chunk_document("Help Center", GUIDE)
+    assert [c.position for c in chunks] == list(range(len(chunks)))
+    assert chunks[0] == Chunk(0, "Help Center", "Welcome to the help center.")
+
+
+def test_paragraphs_are_packed_up_to_the_target_size() -> None:
+    paragraph = "This paragraph is about eighty characters long, give or take a few words."
+    chunks = chunk_document("T", "\n\n".join([paragraph] * 20))
+    assert len(chunks) > 1
+    assert all(text_size(c.text) <= TARGET_CHUNK_SIZE for c in chunks)
+    assert all(c.text.count(paragraph) >= 5 for c in chunks[:-1])
+
+
+def test_a_long_paragraph_is_split_at_sentence_ends() -> None:
+    sentence = "Each of these sentences is a complete thought that ends with a period."
+    chunks = chunk_document("T", " ".join([sentence] * 40))
+    assert len(chunks) > 2
+    assert all(c.text.endswith(".") and c.text.startswith("Each") for c in chunks)
+    assert all(text_size(c.text) <= MAX_CHUNK_SIZE for c in chunks)
+
+
+def test_chinese_characters_weigh_three_latin_ones() -> None:
+    assert text_size("退货") == 6
+    assert text_size("abc退货") == 9
+
+
+def test_a_chinese_paragraph_is_split_by_weighted_size() -> None:
+    text = "标准配送需要三到五个工作日，偏远地区可能更久。" * 30  # 690 chars, 2070 weighted
+    chunks = chunk_document("配送", text)
+    assert len(chunks) >= 3
+    assert all(text_size(c.text) <= MAX_CHUNK_SIZE for c in chunks)
+    assert "".join(c.text for c in chunks) == text
+
+
+def test_a_text_without_any_break_is_still_cut_into_bounded_chunks() -> None:
+    chunks = chunk_document("T", "字" * 1000)
+    assert all(c.text and text_size(c.text) <= MAX_CHUNK_SIZE for c in chunks)
+    assert sum(len(c.text.replace("\n", "")) for c in chunks) == 1000
+
+
+def test_a_small_remainder_joins_the_chunk_before_it() -> None:
+    big = "A sentence long enough to fill most of a chunk on its own, more or less. " * 6
+    chunks = chunk_document("T", f"{big.strip()}\n\nShort tail.")
+    assert len(chunks) == 1 and chunks[0].text.endswith("Short tail.")
+
+
+@pytest.mark.parametrize("text", [GUIDE, "# A\n\n## B\n\n### C", "x\n\n\n\ny", "- a\n- b\n\n1. c"])
+def test_no_chunk_is_ever_empty(text: str) -> None:
+    assert all(c.text.strip() for c in chunk_document("T", text))
+
+
+def test_a_document_over_the_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="more than"):
+        chunk_document("T", "x" * (MAX_DOCUMENT_CHARS + 1))
