@@ -366,3 +366,17 @@ def test_handoff_and_template_intents(
     hours = completed(ask(processor, url, key, "what are your opening hours?"))
     assert hours.route == "rule" and not hours.handoff
     assert hours.intent is not None and hours.intent.name == "hours"
+
+
+def test_without_a_configured_fallback_the_contact_in_the_documents_is_named(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    with session_scope(url) as session:
+        tenant_id = store.tenant_by_name(session, key.tenant).id
+        contact = "# Contact\n\n## Customer service\nNeed help? Email care@shop.example."
+        store.put_document(session, tenant_id, "contact", DocumentIn(title="Contact", text=contact))
+    outcome = completed(ask(processor, url, key, "What is the name of your CEO's dog?"))
+    assert outcome.route == "fallback"
+    assert "care@shop.example" in outcome.response

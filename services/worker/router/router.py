@@ -213,7 +213,7 @@ class Router:
             # the model alone is not cached: its answers are not grounded in the knowledge
             # the version stands for, and sampled answers are meant to differ
             return ModelTask("llm", messages, [], None)
-        fallback = tenant.settings.fallback_answer or DEFAULT_FALLBACK
+        fallback = tenant.settings.fallback_answer or tenant.derived_fallback or DEFAULT_FALLBACK
         return RoutedAnswer("fallback", fallback.pick(lang))
 
     # --- the steps ------------------------------------------------------------------------------

@@ -21,10 +21,11 @@ from sqlalchemy import ColumnElement, select, update
 
 from services.worker.knowledge.embeddings import Embedder
 from services.worker.knowledge.index import HybridIndex, IndexedText
+from services.worker.router.contact import find_contact
 from services.worker.router.intents import CompiledIntent
 from shared.db.engine import session_scope
 from shared.db.models import FaqEntry, IntentDefinitionRow, KbChunk, KbDocument, Tenant
-from shared.knowledge.schemas import IntentIn, TenantSettings
+from shared.knowledge.schemas import IntentIn, LocalizedText, TenantSettings
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -59,6 +60,9 @@ class TenantKnowledge:
     faq_wording_owner: list[int] = field(default_factory=list)  # wording row → faq position
     faq_index: HybridIndex | None = None
     intents: list[CompiledIntent] = field(default_factory=list)
+    # said when nothing matches and the tenant set no fallback_answer: names the contact its
+    # own documents give
+    derived_fallback: LocalizedText | None = None
     _chunk_languages: set[str] | None = None
 
     @property
@@ -218,6 +222,9 @@ class KnowledgeRegistry:
             self._index_chunks(knowledge, chunk_rows)
             self._index_faq(knowledge, faq_rows)
             self._compile_intents(knowledge, intent_rows)
+            if knowledge.settings.fallback_answer is None:
+                texts = [c.text for c in knowledge.chunks] + [f.answer for f in knowledge.faq]
+                knowledge.derived_fallback = find_contact(texts).fallback()
             self._tenants[tenant_id] = knowledge
             log.info(
                 "knowledge_indexed",
