@@ -152,12 +152,14 @@ class ApiKey(Base):
 
 
 class ChatSession(Base):
-    """A multi-turn conversation, named by the backend's own ``session_id``."""
+    """A multi-turn conversation, named by the backend's own ``session_id``. It belongs to the
+    tenant, so a conversation goes on across a key rotation."""
 
     __tablename__ = "sessions"
-    __table_args__ = (UniqueConstraint("api_key_id", "external_id"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
     external_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -165,16 +167,20 @@ class ChatSession(Base):
 
 
 class Job(Base):
-    """One chat request from submission to its terminal state."""
+    """One chat request from submission to its terminal state. It belongs to the tenant (every
+    key of the tenant sees it); ``api_key_id`` is the key that submitted it, whose secret signs
+    its webhooks."""
 
     __tablename__ = "jobs"
     __table_args__ = (
-        UniqueConstraint("api_key_id", "idempotency_key"),
+        UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_jobs_api_key_id_created_at", "api_key_id", "created_at"),
+        Index("ix_jobs_tenant_id_created_at", "tenant_id", "created_at"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
     session_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("sessions.id", ondelete="SET NULL"), index=True

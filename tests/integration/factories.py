@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from shared.db.engine import session_scope
-from shared.db.models import ChatSession, Job, JobStatus, utcnow
+from shared.db.models import ApiKey, ChatSession, Job, JobStatus, utcnow
 from shared.messaging.schemas import EngineInfo, InferenceOutcome, Timings, Usage
 
 
@@ -14,12 +14,18 @@ def make_job(database_url: str, api_key_id: uuid.UUID, **fields: Any) -> Job:
     session_external_id = fields.pop("session_external_id", None)
     now = utcnow()
     with session_scope(database_url) as session:
+        key = session.get(ApiKey, api_key_id)
+        assert key is not None, "make the job's API key first"
+        tenant_id = key.tenant_id
         chat_session = None
         if session_external_id:
-            chat_session = ChatSession(api_key_id=api_key_id, external_id=session_external_id)
+            chat_session = ChatSession(
+                tenant_id=tenant_id, api_key_id=api_key_id, external_id=session_external_id
+            )
             session.add(chat_session)
             session.flush()
         job = Job(
+            tenant_id=tenant_id,
             api_key_id=api_key_id,
             session_id=chat_session.id if chat_session else None,
             status=fields.pop("status", JobStatus.QUEUED),

@@ -193,3 +193,30 @@ def test_intents_and_tenant_settings_round_trip(api: KnowledgeApi) -> None:
     assert updated.get_json()["settings"]["llm_fallback"] is True
     assert api.client.get("/v1/tenant", headers=api.auth(api.colleague)).get_json()["intents"] == 1
     assert api.client.delete("/v1/intents/hours", headers=api.auth()).status_code == 204
+
+
+def test_a_rotated_key_sees_the_tenants_jobs_and_continues_its_sessions(
+    api: KnowledgeApi,
+) -> None:
+    body = {"query": "Where is my order?", "session_id": "customer-7"}
+    first = api.client.post(
+        "/v1/jobs", json=body, headers={**api.auth(), "Idempotency-Key": "order-7"}
+    )
+    assert first.status_code == 202, first.get_data(as_text=True)
+    job_id = first.get_json()["id"]
+    # the new key of the same tenant: same job, same idempotency scope, same session
+    seen = api.client.get(f"/v1/jobs/{job_id}", headers=api.auth(api.colleague))
+    assert seen.status_code == 200 and seen.get_json()["session_id"] == "customer-7"
+    replay = api.client.post(
+        "/v1/jobs", json=body, headers={**api.auth(api.colleague), "Idempotency-Key": "order-7"}
+    )
+    assert replay.status_code == 202 and replay.get_json()["id"] == job_id
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    # another tenant sees nothing, and its own Idempotency-Key of the same name is its own
+    assert_problem(
+        api.client.get(f"/v1/jobs/{job_id}", headers=api.auth(api.stranger)), 404, "not-found"
+    )
+    other = api.client.post(
+        "/v1/jobs", json=body, headers={**api.auth(api.stranger), "Idempotency-Key": "order-7"}
+    )
+    assert other.status_code == 202 and other.get_json()["id"] != job_id

@@ -99,6 +99,7 @@ def _store_and_publish(
         )
         job = Job(
             id=uuid.uuid4(),
+            tenant_id=caller.tenant_id,
             api_key_id=caller.key_id,
             session=chat_session,
             status=JobStatus.QUEUED,
@@ -152,7 +153,7 @@ def _store_and_publish(
 
 def _job_by_idempotency_key(session: Session, caller: Caller, key: str) -> Job | None:
     return session.scalar(
-        select(Job).where(Job.api_key_id == caller.key_id, Job.idempotency_key == key)
+        select(Job).where(Job.tenant_id == caller.tenant_id, Job.idempotency_key == key)
     )
 
 
@@ -166,16 +167,18 @@ def _replay(existing: Job, fingerprint: str) -> Submission:
 
 
 def _session_for(session: Session, caller: Caller, external_id: str) -> ChatSession:
-    """The caller's session named ``external_id``, created on first use."""
+    """The caller's tenant's session named ``external_id``, created on first use."""
     query = select(ChatSession).where(
-        ChatSession.api_key_id == caller.key_id, ChatSession.external_id == external_id
+        ChatSession.tenant_id == caller.tenant_id, ChatSession.external_id == external_id
     )
     found = session.scalar(query)
     if found is not None:
         return found
     try:
         with session.begin_nested():
-            created = ChatSession(api_key_id=caller.key_id, external_id=external_id)
+            created = ChatSession(
+                tenant_id=caller.tenant_id, api_key_id=caller.key_id, external_id=external_id
+            )
             session.add(created)
         return created
     except IntegrityError:
@@ -188,7 +191,7 @@ def cancel_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> Job | None
     with session_scope(ctx.settings.database_url) as session:
         job = session.scalar(
             select(Job)
-            .where(Job.id == job_id, Job.api_key_id == caller.key_id)
+            .where(Job.id == job_id, Job.tenant_id == caller.tenant_id)
             .with_for_update(of=Job)
         )
         if job is None:
@@ -209,7 +212,9 @@ def cancel_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> Job | None
 
 def load_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> Job | None:
     with session_scope(ctx.settings.database_url) as session:
-        return session.scalar(select(Job).where(Job.id == job_id, Job.api_key_id == caller.key_id))
+        return session.scalar(
+            select(Job).where(Job.id == job_id, Job.tenant_id == caller.tenant_id)
+        )
 
 
 def wait_for_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID, wait_s: float) -> Job | None:

@@ -34,7 +34,9 @@ def _describe(delivery: WebhookDelivery, attempts: int) -> dict[str, Any]:
 
 
 def _deliveries(session: Any, caller: Caller, job_id: uuid.UUID) -> list[WebhookDelivery]:
-    owned = session.scalar(select(Job.id).where(Job.id == job_id, Job.api_key_id == caller.key_id))
+    owned = session.scalar(
+        select(Job.id).where(Job.id == job_id, Job.tenant_id == caller.tenant_id)
+    )
     if owned is None:
         raise Problem.for_status(404, f"No job {job_id}.")
     return list(
