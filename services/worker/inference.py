@@ -22,7 +22,6 @@ from services.worker.router.tenant_knowledge import KnowledgeRegistry
 from shared.db.models import JobStatus, utcnow
 from shared.logs import get_logger
 from shared.messaging.schemas import (
-    ChatTurn,
     InferenceOutcome,
     InferenceRequest,
     JobError,
@@ -123,7 +122,9 @@ class BatchProcessor:
             else:
                 task = None
             try:
-                messages = self._prompt(history, request, task)
+                messages = self.prompts.build(
+                    history, request.query, system_prompt=task.system_prompt if task else None
+                )
             except PromptTooLongError as error:
                 prepared.finished[key] = failure(request, "failed", "prompt_too_long", str(error))
                 continue
@@ -137,16 +138,6 @@ class BatchProcessor:
             )
             prepared.generation.append(GenerationRequest(key, messages, request.params))
         return prepared
-
-    def _prompt(
-        self, history: list[ChatTurn], request: InferenceRequest, task: ModelTask | None
-    ) -> list[dict[str, str]]:
-        if task is None or task.route == "llm":
-            return self.prompts.build(history, request.query)
-        # knowledge: the router's system message holds the retrieved facts
-        system = task.messages[0]["content"]
-        turns = [ChatTurn.model_validate(m) for m in task.messages[1:-1]]
-        return self.prompts.build(turns, request.query, system_prompt=system)
 
     def forget(self, key: str) -> None:
         """Drop what was kept for a job that will not complete here (engine error, requeue)."""

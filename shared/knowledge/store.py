@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from shared.db.engine import session_scope
 from shared.db.models import (
     AnswerCacheEntry,
     FaqEntry,
@@ -296,7 +297,5 @@ def tenant_summary(session: Session, tenant: Tenant) -> dict[str, Any]:
 
 def configure_tenant(database_url: str, name: str, settings: TenantSettings) -> None:
     """Set a tenant's routing settings (created if needed), in a transaction of its own."""
-    from shared.db.engine import session_scope
-
     with session_scope(database_url) as session:
         put_settings(session, ensure_tenant(session, name).id, settings)

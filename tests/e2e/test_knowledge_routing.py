@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from chatq.webhook_receiver import WebhookReceiver
 from shared.db.engine import dispose_engine
 from tests.conftest import BACKENDS, REPO_ROOT, NamespaceFactory, RunningStack, start_stack
+from tests.e2e.test_pipeline import poll_until_finished, submit
 
 pytestmark = pytest.mark.e2e
 
@@ -55,15 +55,7 @@ def client(running: RunningStack) -> Iterator[httpx.Client]:
 
 
 def ask(client: httpx.Client, query: str, **body: Any) -> dict[str, Any]:
-    submitted = client.post("/v1/jobs", json={"query": query, **body})
-    assert submitted.status_code == 202, submitted.text
-    job_id = submitted.json()["id"]
-    give_up = time.monotonic() + 120
-    while time.monotonic() < give_up:
-        job = client.get(f"/v1/jobs/{job_id}", params={"wait": 30}).json()
-        if job["status"] not in {"queued", "in_progress"}:
-            return job
-    raise AssertionError(f"job {job_id} did not finish")
+    return poll_until_finished(client, submit(client, query=query, **body)["id"], timeout_s=120)
 
 
 def test_uploaded_knowledge_answers_the_next_job_and_webhooks_carry_the_route(

@@ -37,7 +37,6 @@ def build_router(settings: Settings, engine: EngineInfo) -> tuple[Router, Knowle
             knowledge_lexical_weight=settings.knowledge_lexical_weight,
             second_passage=settings.second_passage_margin,
         ),
-        system_prompt=settings.system_prompt,
         model_name=f"{engine.model}:{engine.variant}",
         knowledge_answer=settings.knowledge_answer,
         top_k=settings.knowledge_top_k,

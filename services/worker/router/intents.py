@@ -112,7 +112,7 @@ def recognise(
     if not intents:
         return None
     found = _best(intents, query, query_vector)
-    previous = _previous_user_turn(history)
+    previous = previous_user_turn(history)
     if found is not None:
         if found.missing_slots and previous is not None:
             # the number may have been given a turn earlier: "my order is 20261234" → "where?"
@@ -133,7 +133,8 @@ def recognise(
     )
 
 
-def _previous_user_turn(history: Sequence[ChatTurn]) -> str | None:
+def previous_user_turn(history: Sequence[ChatTurn]) -> str | None:
+    """The customer's last message before this one, if any."""
     for turn in reversed(history):
         if turn.role == "user":
             return turn.content

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -33,7 +33,7 @@ from services.worker.knowledge.extractive import extract_answer
 from services.worker.knowledge.index import Hit
 from services.worker.router.answer_cache import AnswerCache, CachedAnswer, cache_key
 from services.worker.router.handlers import RuleHandlers
-from services.worker.router.intents import recognise
+from services.worker.router.intents import previous_user_turn, recognise
 from services.worker.router.tenant_knowledge import KnowledgeRegistry, TenantKnowledge
 from shared.config import KnowledgeAnswerMode
 from shared.knowledge.schemas import LocalizedText
@@ -87,10 +87,12 @@ class RoutedAnswer:
 
 @dataclass(frozen=True)
 class ModelTask:
-    """The model answers: from retrieved knowledge, or alone."""
+    """The model answers: from retrieved knowledge (``system_prompt`` holds the facts), or
+    alone (``None``: the configured system prompt). The worker's prompt builder adds the
+    conversation within the token budget."""
 
     route: Route
-    messages: list[dict[str, str]]
+    system_prompt: str | None
     sources: list[Source] = field(default_factory=list)
     cache_key: str | None = None
     route_ms: float = 0.0
@@ -124,7 +126,6 @@ class Router:
     cache: AnswerCache
     handlers: RuleHandlers
     thresholds: Thresholds
-    system_prompt: str
     model_name: str
     knowledge_answer: KnowledgeAnswerMode = KnowledgeAnswerMode.EXTRACTIVE
     top_k: int = 3
@@ -134,18 +135,7 @@ class Router:
         started = time.perf_counter()
         decision = self._decide(tenant, job)
         elapsed = round((time.perf_counter() - started) * 1000, 3)
-        if isinstance(decision, RoutedAnswer):
-            return RoutedAnswer(
-                decision.route,
-                decision.response,
-                decision.sources,
-                decision.intent,
-                decision.handoff,
-                elapsed,
-            )
-        return ModelTask(
-            decision.route, decision.messages, decision.sources, decision.cache_key, elapsed
-        )
+        return replace(decision, route_ms=elapsed)
 
     def _decide(self, tenant: TenantKnowledge, job: RouterInput) -> RoutedAnswer | ModelTask:
         query = job.query
@@ -154,7 +144,7 @@ class Router:
         if blocked is not None:
             return RoutedAnswer("moderation", blocked)
 
-        previous = _previous_user_turn(job.history)
+        previous = previous_user_turn(job.history)
         context_query = f"{previous}\n{query}" if previous else None
         candidates: list[Hit] = []
         if tenant.has_knowledge:
@@ -198,21 +188,16 @@ class Router:
                 for hit in hits[: self.top_k]
             ]
             if self.knowledge_answer is KnowledgeAnswerMode.GENERATE:
-                prompt = self._knowledge_prompt(tenant, hits[: self.top_k], job, lang)
-                return ModelTask("knowledge", prompt, sources, key if job.greedy else None)
+                facts = self._knowledge_instructions(tenant, hits[: self.top_k], lang)
+                return ModelTask("knowledge", facts, sources, key if job.greedy else None)
             answer = self._extract(tenant, hits, context_query or query, sources)
             self._remember(tenant, key, answer)
             return answer
 
         if tenant.settings.llm_fallback:
-            messages = [
-                {"role": "system", "content": self.system_prompt},
-                *({"role": t.role, "content": t.content} for t in job.history),
-                {"role": "user", "content": query},
-            ]
             # the model alone is not cached: its answers are not grounded in the knowledge
             # the version stands for, and sampled answers are meant to differ
-            return ModelTask("llm", messages, [], None)
+            return ModelTask("llm", None, [], None)
         fallback = tenant.settings.fallback_answer or tenant.derived_fallback or DEFAULT_FALLBACK
         return RoutedAnswer("fallback", fallback.pick(lang))
 
@@ -338,32 +323,18 @@ class Router:
                 used = sources[:2]
         return RoutedAnswer("knowledge", response, used)
 
-    def _knowledge_prompt(
-        self, tenant: TenantKnowledge, hits: Sequence[Hit], job: RouterInput, lang: str
-    ) -> list[dict[str, str]]:
+    def _knowledge_instructions(
+        self, tenant: TenantKnowledge, hits: Sequence[Hit], lang: str
+    ) -> str:
         facts = "\n\n".join(
             f"[{n}] {tenant.chunks[h.position].heading}\n{tenant.chunks[h.position].text}"
             for n, h in enumerate(hits, start=1)
         )
-        system = KNOWLEDGE_INSTRUCTIONS.format(language=LANGUAGE_NAMES[lang], facts=facts)
-        return [
-            {"role": "system", "content": system},
-            *({"role": t.role, "content": t.content} for t in job.history[-4:]),
-            {"role": "user", "content": job.query},
-        ]
+        return KNOWLEDGE_INSTRUCTIONS.format(language=LANGUAGE_NAMES[lang], facts=facts)
 
     def _remember(self, tenant: TenantKnowledge, key: str | None, answer: RoutedAnswer) -> None:
-        if key is None:
-            return
-        self.cache.put(
-            tenant.tenant_id,
-            tenant.version,
-            key,
-            CachedAnswer(
-                answer.response,
-                answer.route,
-                [source.model_dump() for source in answer.sources],
-            ),
+        self.remember_generated(
+            tenant.tenant_id, tenant.version, key, answer.response, answer.route, answer.sources
         )
 
     def remember_generated(
@@ -375,7 +346,8 @@ class Router:
         route: str,
         sources: Sequence[Source],
     ) -> None:
-        """Cache what the model answered from the knowledge (when its generation finishes)."""
+        """Cache an answer drawn from the knowledge: extracted at once, or generated by the
+        model (called when its generation finishes)."""
         if key is None or not response:
             return
         cached = CachedAnswer(response, route, [source.model_dump() for source in sources])
@@ -386,14 +358,7 @@ def _language(query: str, history: Sequence[ChatTurn]) -> str:
     """The question's language; a message without words ("20261234") continues the language
     of the conversation."""
     if not any(ch.isalpha() for ch in query):
-        previous = _previous_user_turn(history)
+        previous = previous_user_turn(history)
         if previous is not None:
             return detect_language(previous)
     return detect_language(query)
-
-
-def _previous_user_turn(history: Sequence[ChatTurn]) -> str | None:
-    for turn in reversed(history):
-        if turn.role == "user":
-            return turn.content
-    return None
