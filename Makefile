@@ -37,6 +37,8 @@ bench: model
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/routing.py
+	$(BIN)/python bench/moderation.py
+	$(BIN)/python bench/serving.py
 
 clean:
 	rm -rf .chatq/data .cache .pytest_cache

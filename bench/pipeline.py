@@ -69,6 +69,9 @@ class RunningStack:
             "CHATQ_MODEL_DIR": str(model_dir),
             "CHATQ_API_PORT": str(free_port()),
             "CHATQ_LOG_LEVEL": "WARNING",
+            # the benchmark is one client pushing as hard as it can: no per-key or tenant limits
+            "CHATQ_RATE_LIMIT_PER_S": "0",
+            "CHATQ_TENANT_MAX_OPEN_JOBS": "0",
             **{f"CHATQ_{k.upper()}": v for k, v in overrides.items()},
         }
         self.settings = Settings(**{k.removeprefix("CHATQ_").lower(): v for k, v in env.items()})

@@ -5,12 +5,15 @@
     chatq model build [--from DIR] [--out DIR] [--force]     build the model the workers run
     chatq model random --out DIR [--preset tiny]             a random-weight model (tests, benches)
     chatq db upgrade                                         apply database migrations
-    chatq keys create --name N [--tenant T] [--json]          issue an API key
+    chatq keys create --name N [--tenant T] [--scopes S,S]    issue an API key
+    chatq keys list [--tenant T] | revoke KEY | rotate KEY    list, stop, replace keys
     chatq kb ingest --tenant T PATH... | kb list --tenant T  a tenant's documents and FAQ
     chatq intents load --tenant T FILE | intents list        a tenant's intents
     chatq tenants show T | tenants configure T --file F      a tenant's routing settings
     chatq eval FILE --tenant T [--kb DIR] [--url U --key K]  score answers to a question set
-    chatq api | worker | postprocess                         one service in the foreground
+    chatq moderation lists load --tenant T FILE... | eval F  a tenant's moderation lists; P/R
+    chatq purge                                              apply the retention settings now
+    chatq api | worker | postprocess | delivery              one service in the foreground
 
 Flags become ``CHATQ_*`` variables before the settings are read, so every child process sees
 the same configuration.
@@ -125,38 +128,6 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     settings = get_settings()
     upgrade_database(settings.database_url)
     print("database is at the latest revision")
-    return 0
-
-
-def cmd_keys_create(args: argparse.Namespace) -> int:
-    from shared.api_keys import create_api_key
-    from shared.config import get_settings
-    from shared.db.migrate import upgrade_database
-
-    settings = get_settings()
-    upgrade_database(settings.database_url)
-    issued = create_api_key(settings.database_url, args.name, args.allow or (), tenant=args.tenant)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "id": str(issued.id),
-                    "name": issued.name,
-                    "tenant": issued.tenant,
-                    "key": issued.key,
-                    "webhook_secret": issued.webhook_secret,
-                    "allowed_cidrs": issued.allowed_cidrs,
-                }
-            )
-        )
-    else:
-        print(
-            f"API key for {issued.name!r} of tenant {issued.tenant!r} (shown once, store it now):"
-        )
-        print(f"  key:            {issued.key}")
-        print(f"  webhook secret: {issued.webhook_secret}")
-        if issued.allowed_cidrs:
-            print(f"  allowed from:   {', '.join(issued.allowed_cidrs)}")
     return 0
 
 
@@ -276,6 +247,15 @@ def cmd_postprocess(_args: argparse.Namespace) -> int:
     os.execv(spec.argv[0], spec.argv)
 
 
+def cmd_delivery(_args: argparse.Namespace) -> int:
+    from chatq.stack import Stack
+    from shared.config import get_settings
+
+    settings = get_settings().model_copy(update={"webhook_delivery_workers": 1})
+    spec = next(s for s in Stack(settings).specs() if s.name.startswith("delivery"))
+    os.execv(spec.argv[0], spec.argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatq", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -317,15 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     db.add_parser("upgrade", help="apply migrations").set_defaults(handler=cmd_db_upgrade)
 
-    keys = commands.add_parser("keys", help="API keys").add_subparsers(
-        dest="keys_command", required=True, metavar="ACTION"
-    )
-    create = keys.add_parser("create", help="issue an API key and its webhook secret")
-    create.add_argument("--name", required=True)
-    create.add_argument("--allow", action="append", metavar="CIDR", help="allowed network")
-    create.add_argument("--tenant", help="add the key to this existing tenant (default: --name)")
-    create.add_argument("--json", action="store_true", help="print JSON for scripts")
-    create.set_defaults(handler=cmd_keys_create)
+    from chatq.keys_command import add_keys_parser
+
+    add_keys_parser(commands)
 
     kb = commands.add_parser("kb", help="a tenant's knowledge base").add_subparsers(
         dest="kb_command", required=True, metavar="ACTION"
@@ -367,13 +341,18 @@ def build_parser() -> argparse.ArgumentParser:
     configure.set_defaults(handler=cmd_tenants_configure)
 
     from chatq.evaluation.command import add_eval_parser
+    from chatq.moderation_command import add_moderation_parser
+    from chatq.purge_command import add_purge_parser
 
     add_eval_parser(commands)
+    add_moderation_parser(commands)
+    add_purge_parser(commands)
 
     for name, handler, text in (
         ("api", cmd_api, "run the API (gunicorn) in the foreground"),
         ("worker", cmd_worker, "run one inference worker in the foreground"),
         ("postprocess", cmd_postprocess, "run one post-processing worker in the foreground"),
+        ("delivery", cmd_delivery, "run one webhook delivery worker in the foreground"),
     ):
         commands.add_parser(name, help=text).set_defaults(handler=handler)
     return parser

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from shared.config import Settings
+from shared.config import ApiWorker, Settings
 from shared.db.migrate import upgrade_database
 from shared.logs import get_logger
 from shared.messaging.broker import broker_connection
@@ -29,6 +29,13 @@ from shared.model_layout import ModelLayout
 log = get_logger(__name__)
 
 PR_SET_PDEATHSIG = 1
+
+LIMIT_REQUEST_LINE = 4094
+LIMIT_REQUEST_FIELDS = 100
+LIMIT_REQUEST_FIELD_SIZE = 8190
+API_CONNECTIONS_PER_PROCESS = 1000
+HEADER_READ_TIMEOUT_S = 5
+UNIX_SOCKET_PATH_MAX = 108  # sun_path, terminating NUL included
 
 
 def _die_with_parent() -> None:
@@ -60,20 +67,7 @@ class Stack:
     def specs(self) -> list[ProcessSpec]:
         s = self.settings
         python = sys.executable
-        specs = [
-            ProcessSpec(
-                "api",
-                [
-                    python, "-m", "gunicorn", "services.api.wsgi:app",
-                    "--bind", f"{s.api_host}:{s.api_port}",
-                    "--workers", str(s.api_processes),
-                    "--threads", str(s.api_threads),
-                    "--worker-class", "gthread",
-                    "--graceful-timeout", "30",
-                    "--log-level", s.log_level.lower(),
-                ],
-            )
-        ]  # fmt: skip
+        specs = [ProcessSpec("api", self.api_argv())]
         specs += [
             ProcessSpec(f"worker-{i}", [python, "-m", "services.worker"])
             for i in range(s.inference_workers)
@@ -81,27 +75,89 @@ class Stack:
         specs += [
             ProcessSpec(
                 f"postprocess-{i}",
-                [
-                    # root in containers is the operator's choice, not news at every start
-                    python, "-W", "ignore:::celery.platforms",
-                    "-m", "celery", "--quiet", "-A", "services.postprocess.celery_app", "worker",
-                    "--pool", "threads",
-                    "--concurrency", str(s.postprocess_concurrency),
-                    "--queues", f"{POSTPROCESS_QUEUE_NAME},{WEBHOOK_QUEUE_NAME}",
-                    "--hostname", f"postprocess-{i}-{s.api_port}@%h",
-                    "--without-gossip", "--without-mingle", "--without-heartbeat",
-                    "--loglevel", s.log_level.upper(),
-                ],
+                self.celery_argv(
+                    f"postprocess-{i}", POSTPROCESS_QUEUE_NAME, s.postprocess_concurrency
+                ),
             )
             for i in range(s.postprocess_workers)
         ]  # fmt: skip
+        # Webhook deliveries get processes of their own: a receiver that answers slowly holds a
+        # delivery thread (up to CHATQ_WEBHOOK_TIMEOUT_S), never one that stores results.
+        # Prefetch 1: a delivery waiting behind a slow one should go to a free worker instead.
+        specs += [
+            ProcessSpec(
+                f"delivery-{i}",
+                self.celery_argv(
+                    f"delivery-{i}", WEBHOOK_QUEUE_NAME, s.webhook_delivery_concurrency,
+                    "--prefetch-multiplier", "1",
+                ),
+            )
+            for i in range(s.webhook_delivery_workers)
+        ]  # fmt: skip
         return specs
+
+    def celery_argv(self, name: str, queue: str, concurrency: int, *extra: str) -> list[str]:
+        """A post-processing Celery worker consuming ``queue`` on a pool of threads."""
+        s = self.settings
+        return [
+            # root in containers is the operator's choice, not news at every start
+            sys.executable, "-W", "ignore:::celery.platforms",
+            "-m", "celery", "--quiet", "-A", "services.postprocess.celery_app", "worker",
+            "--pool", "threads",
+            "--concurrency", str(concurrency),
+            "--queues", queue,
+            "--hostname", f"{name}-{s.api_port}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--loglevel", s.log_level.upper(),
+            *extra,
+        ]  # fmt: skip
+
+    def api_argv(self) -> list[str]:
+        """gunicorn's command line (``chatq api`` runs it too)."""
+        s = self.settings
+        argv = [
+            sys.executable, "-m", "gunicorn", "services.api.wsgi:app",
+            "--bind", f"{s.api_host}:{s.api_port}",
+            "--workers", str(s.api_processes),
+            "--graceful-timeout", "30",
+            "--log-level", s.log_level.lower(),
+            # gunicorn's defaults, written out: longer lines and headers are refused (414, 431)
+            "--limit-request-line", str(LIMIT_REQUEST_LINE),
+            "--limit-request-fields", str(LIMIT_REQUEST_FIELDS),
+            "--limit-request-field_size", str(LIMIT_REQUEST_FIELD_SIZE),
+            *self._control_socket_args(),
+        ]  # fmt: skip
+        if s.api_worker is ApiWorker.GEVENT:
+            argv += [
+                "--worker-class", "services.api.gunicorn_worker.GeventApiWorker",
+                "--worker-connections", str(API_CONNECTIONS_PER_PROCESS),
+                # gevent's worker gives a request line and its headers this long in all, then
+                # closes the connection: a client trickling its headers is cut, not waited for
+                "--keep-alive", str(HEADER_READ_TIMEOUT_S),
+            ]  # fmt: skip
+        else:
+            argv += [
+                "--worker-class", "services.api.gunicorn_worker.ThreadApiWorker",
+                "--threads", str(s.api_threads),
+            ]  # fmt: skip
+        return argv
+
+    def _control_socket_args(self) -> list[str]:
+        # gunicorn >= 25.1 listens on a control socket at one path per user
+        # ($XDG_RUNTIME_DIR/gunicorn.ctl): every stack on the host would share it, a new stack
+        # taking it over from the last and a stopping one removing it under the others. Each
+        # stack gets its own beside its data, or none where that path is too long for a socket.
+        path = self.settings.data_dir / f"gunicorn-{self.settings.api_port}.ctl"
+        if len(os.fsencode(path)) < UNIX_SOCKET_PATH_MAX:
+            return ["--control-socket", str(path)]
+        return ["--no-control-socket"]
 
     def prepare(self) -> None:
         """Everything the processes need before they start: schema, queues, a built model."""
         if self.settings.inference_workers:
             ModelLayout(self.settings.model_dir).require_manifest()
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # webhook secrets and transcripts live here on SQLite: the owner's alone
+        self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         upgrade_database(self.settings.database_url)
         with broker_connection(self.settings) as connection:
             connection.ensure_connection(max_retries=3)

@@ -12,7 +12,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,6 +50,13 @@ class KnowledgeAnswerMode(StrEnum):
 
     EXTRACTIVE = "extractive"  # the best passage's relevant sentences, verbatim
     GENERATE = "generate"  # the model writes the answer from the retrieved chunks
+
+
+class ApiWorker(StrEnum):
+    """How gunicorn serves the API."""
+
+    GEVENT = "gevent"  # a greenlet per connection: waits and slow clients hold no thread
+    GTHREAD = "gthread"  # a thread per request: a long-poll or a slow client holds a thread
 
 
 class LogFormat(StrEnum):
@@ -160,14 +167,19 @@ class Settings(BaseSettings):
     """Port gunicorn binds in ``chatq up`` (``--port``)."""
     api_processes: int = Field(2, ge=1, le=64)
     """gunicorn worker processes."""
+    api_worker: ApiWorker = ApiWorker.GEVENT
+    """gunicorn worker: ``gevent`` (long-polls and slow clients cost a greenlet, not a thread)
+    or ``gthread`` (a thread each; kept for comparison)."""
     api_threads: int = Field(8, ge=1, le=256)
-    """Threads per gunicorn process (long-polls hold one each)."""
+    """Threads per gunicorn process with ``api_worker=gthread`` (long-polls hold one each)."""
     api_trusted_proxies: int = Field(0, ge=0, le=10)
     """Reverse proxies in front of the API whose X-Forwarded-For is trusted (IP allowlists)."""
     max_query_chars: int = Field(4000, ge=1, le=100_000)
     """Longest ``query`` accepted."""
     max_history_messages: int = Field(50, ge=0, le=1000)
     """Most ``history`` entries one job may carry."""
+    max_history_chars: int = Field(64_000, ge=0, le=1_000_000)
+    """Most characters of ``history`` (all entries together) one job may carry."""
     max_request_bytes: int = Field(1_048_576, ge=1024)
     """Largest request body; bigger ones are refused with 413."""
     max_long_poll_s: float = Field(60.0, ge=0, le=600)
@@ -179,6 +191,26 @@ class Settings(BaseSettings):
     publish_timeout_s: float = Field(5.0, gt=0, le=120)
     """Wait for the broker's publish confirm before leaving the job to the outbox relay."""
 
+    # --- access: keys and limits -------------------------------------------------------------
+    key_cache_ttl_s: float = Field(1.0, ge=0, le=1)
+    """How long an API process trusts what it read about a key: a revoked key stops working
+    on every process within this time (0: read the key on every request)."""
+    key_rotation_grace_s: float = Field(3600.0, ge=0, le=30 * 86_400)
+    """How long a rotated key goes on working beside its successor, unless ``--grace-s`` says."""
+    rate_limit_per_s: float = Field(50.0, ge=0, le=1_000_000)
+    """Tokens a key's bucket regains per second (a submit takes 1); 0: no rate limit. Keys
+    may have their own (``chatq keys create --rate-limit``)."""
+    rate_limit_burst: int = Field(500, ge=1, le=10_000_000)
+    """Size of a key's token bucket: how many requests it may make at once after a pause."""
+    rate_limit_read_cost: float = Field(0.1, ge=0, le=1)
+    """Tokens a GET takes (a poll, a listing); POST, PUT and DELETE take 1."""
+    max_open_waits_per_key: int = Field(32, ge=0, le=100_000)
+    """Long-polls (``?wait``) and ``/v1/chat`` waits one key may hold open at once, over all API
+    processes; more answer 429. 0: no cap."""
+    tenant_max_open_jobs: int = Field(1000, ge=0, le=10_000_000)
+    """Queued and running jobs one tenant may have; more submits answer 429, so no tenant
+    fills the queue for the others. 0: no cap."""
+
     # --- processes in ``chatq up`` -----------------------------------------------------------
     inference_workers: int = Field(1, ge=0, le=64)
     """Inference worker processes (``--workers``)."""
@@ -186,6 +218,12 @@ class Settings(BaseSettings):
     """Celery post-processing worker processes (``--postprocessors``)."""
     postprocess_concurrency: int = Field(4, ge=1, le=256)
     """Threads per post-processing worker."""
+    webhook_delivery_workers: int = Field(1, ge=0, le=64)
+    """Celery webhook delivery worker processes (apart from post-processing: a slow receiver
+    can only slow other deliveries, never the storing of results)."""
+    webhook_delivery_concurrency: int = Field(16, ge=1, le=1024)
+    """Threads per webhook delivery worker: deliveries in flight at once, each waiting at most
+    ``CHATQ_WEBHOOK_TIMEOUT_S``."""
 
     # --- messaging ---------------------------------------------------------------------------
     broker_polling_interval_s: float = Field(0.02, gt=0, le=10)
@@ -199,13 +237,27 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     """Allow webhook URLs that resolve to private, loopback or link-local addresses."""
     webhook_timeout_s: float = Field(10.0, gt=0, le=120)
-    """Timeout of one webhook attempt."""
+    """Deadline of one whole webhook attempt (resolve, connect, send, read the answer)."""
+    webhook_resolve_timeout_s: float = Field(3.0, gt=0, le=30)
+    """Longest wait for DNS when a webhook URL is checked (at submission: 422 after it)."""
     webhook_sweep_interval_s: float = Field(2.0, gt=0, le=3600)
-    """How often post-processors look for webhook attempts that are due (retries, re-sends)."""
+    """How often delivery workers look for webhook attempts that are due (retries, re-sends)."""
     webhook_retry_schedule_s: list[float] = Field(
         default_factory=lambda: list(DEFAULT_WEBHOOK_RETRY_SCHEDULE_S)
     )
     """Delays between attempts (JSON list); after the last one the delivery is dead."""
+
+    # --- privacy: anonymisation and retention ------------------------------------------------
+    pii_secret: SecretStr | None = None
+    """Key of the hashes that keep a conversation's placeholders consistent (``<PHONE_1>``);
+    set the same value on every process. Empty: a random key in ``<data_dir>/pii.key``."""
+    result_retention_s: int = Field(86_400, ge=0)
+    """How long a job keeps its texts in clear for the backend to read; after that only the
+    anonymised copy stays (0: the next purge round anonymises every finished job)."""
+    transcript_retention_days: int = Field(90, ge=0)
+    """Age after which transcripts and job texts are deleted by the purge; 0: kept forever."""
+    purge_interval_s: float = Field(3600.0, gt=0, le=86_400)
+    """How often post-processors run the purge (``chatq purge`` runs it at once)."""
 
     # --- logs --------------------------------------------------------------------------------
     log_level: str = "INFO"

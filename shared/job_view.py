@@ -52,7 +52,7 @@ class JobView(BaseModel):
             sources=job.sources or [],
             intent=job.intent,
             handoff=bool(job.handoff),
-            moderation=None,  # output moderation is not part of the pipeline yet
+            moderation=job.moderation,
             usage=job.usage,
             timings=job.timings,
             engine=job.engine,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from services.api.auth import install_access_control
 from services.api.backpressure import QueueGate
 from services.api.chat.views import blueprint as chat_blueprint
 from services.api.context import EXTENSION_KEY, ApiContext
@@ -12,10 +13,14 @@ from services.api.health.views import blueprint as health_blueprint
 from services.api.intents.views import blueprint as intents_blueprint
 from services.api.job_events import JobEvents
 from services.api.jobs.views import blueprint as jobs_blueprint
+from services.api.keys.views import blueprint as keys_blueprint
 from services.api.knowledge.views import blueprint as knowledge_blueprint
+from services.api.moderation.views import blueprint as moderation_blueprint
+from services.api.openapi.views import blueprint as openapi_blueprint
 from services.api.outbox_cleanup import OutboxCleanup
 from services.api.problems import register_problem_handlers
 from services.api.publisher import JobPublisher
+from services.api.sessions.views import blueprint as sessions_blueprint
 from services.api.webhooks.views import blueprint as webhooks_blueprint
 from shared.config import Settings, get_settings
 
@@ -35,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         queue_gate=QueueGate(settings),
         outbox_cleanup=OutboxCleanup(settings.database_url),
     )
+    install_access_control(app, settings)
     register_problem_handlers(app)
     for blueprint in (
         jobs_blueprint,
@@ -42,7 +48,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         webhooks_blueprint,
         knowledge_blueprint,
         intents_blueprint,
+        keys_blueprint,
+        moderation_blueprint,
+        sessions_blueprint,
         health_blueprint,
+        openapi_blueprint,
     ):
         app.register_blueprint(blueprint)
     return app

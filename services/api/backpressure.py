@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+
+from sqlalchemy import func, select
 
 from services.api.problems import Problem
 from shared.config import Settings
+from shared.db.engine import session_scope
+from shared.db.models import Job, JobStatus
 from shared.logs import get_logger
 from shared.messaging.broker import broker_connection
 from shared.messaging.topology import INFERENCE_QUEUE, queue_depth
@@ -28,8 +33,11 @@ class QueueGate:
         self._depth = 0
         self._read_at = float("-inf")
 
-    def check(self) -> None:
-        """Raise a 429 problem if the inference queue is over its bound."""
+    def check(self, tenant_id: uuid.UUID | None = None, jobs: int = 1) -> None:
+        """Raise a 429 problem if the inference queue is over its bound, or if ``jobs`` more
+        would take the tenant past its share (``CHATQ_TENANT_MAX_OPEN_JOBS``)."""
+        if tenant_id is not None:
+            self._check_tenant_share(tenant_id, jobs)
         bound = self.settings.max_queue_depth
         if not bound:
             return
@@ -39,6 +47,33 @@ class QueueGate:
                 429, "queue-full", "Too many jobs waiting",
                 f"{depth} jobs are waiting for inference (limit {bound}); retry later.",
                 headers={"Retry-After": "5"}, queue_depth=depth,
+            )  # fmt: skip
+
+    def _check_tenant_share(self, tenant_id: uuid.UUID, jobs: int) -> None:
+        # Counted from the jobs table (an index on tenant and status), and at most cap + 1 rows
+        # are counted, so a tenant far over its share costs no more than one at it. Two submits
+        # at the same moment may both pass at cap - 1: the cap is soft by the number of
+        # concurrent submits of one tenant, which the rate limit bounds.
+        cap = self.settings.tenant_max_open_jobs
+        if not cap:
+            return
+        open_jobs = (
+            select(Job.id)
+            .where(
+                Job.tenant_id == tenant_id,
+                Job.status.in_((JobStatus.QUEUED, JobStatus.IN_PROGRESS)),
+            )
+            .limit(cap + 1)
+            .subquery()
+        )
+        with session_scope(self.settings.database_url) as session:
+            count = session.scalar(select(func.count()).select_from(open_jobs)) or 0
+        if count + jobs > cap:
+            raise Problem(
+                429, "tenant-queue-full", "Too many open jobs",
+                f"This tenant has {count} queued or running jobs (its share is {cap}); "
+                "retry when some have finished.",
+                headers={"Retry-After": "5"}, open_jobs=count, limit=cap,
             )  # fmt: skip
 
     def _current_depth(self) -> int:

@@ -2,7 +2,7 @@
 
 The first attempt of every delivery is sent at once by ``finalize_job``; retries (and deliveries
 whose first hand-off was lost in a crash, and dead ones re-sent through the API) wait in the
-database with ``next_attempt_at``. Each post-processing worker runs one sweeper thread; a due
+database with ``next_attempt_at``. Each delivery worker runs one sweeper thread; a due
 delivery is leased (its ``next_attempt_at`` pushed ahead) in the same transaction that selects
 it, so two sweepers never start the same attempt, and a lease that lapses (its worker died)
 makes the delivery due again.

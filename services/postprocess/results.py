@@ -4,11 +4,16 @@ transaction, exactly once however often the outcome is redelivered."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.postprocess.moderation import moderate_answer
+from services.postprocess.privacy import pii_secret
+from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.models import (
     ChatSession,
@@ -16,6 +21,7 @@ from shared.db.models import (
     Job,
     JobStatus,
     Message,
+    Tenant,
     WebhookDelivery,
     utcnow,
 )
@@ -23,6 +29,8 @@ from shared.db.notifications import notify_job_finished
 from shared.job_view import JobView
 from shared.logs import get_logger
 from shared.messaging.schemas import InferenceOutcome, JobError
+from shared.pii import PlaceholderMap
+from shared.tenant_safety import TenantSafety, TenantSafetyCache
 
 log = get_logger(__name__)
 
@@ -34,6 +42,9 @@ EVENT_FOR_STATUS = {
 
 
 HANDOFF_EVENT = "job.handoff"
+
+# each tenant's moderator and anonymiser, rebuilt when its knowledge version moves
+_safety = TenantSafetyCache()
 
 # Longer than a delivery attempt can take (CHATQ_WEBHOOK_TIMEOUT_S is at most 120 s): a sweeper
 # that found the new delivery due would start a second attempt of it.
@@ -53,14 +64,14 @@ def webhook_payload(event_type: str, job: Job, now: datetime) -> dict[str, objec
     }
 
 
-def record_outcome(database_url: str, outcome: InferenceOutcome) -> list[str]:
+def record_outcome(settings: Settings, outcome: InferenceOutcome) -> list[str]:
     """Store ``outcome``; return the ids of webhook deliveries to attempt now.
 
     A job already in a terminal state (a redelivered outcome, or a job cancelled meanwhile) is
     left as it is; its still-unattempted deliveries are returned again, in case the process that
     stored it died before handing them on.
     """
-    with session_scope(database_url) as session:
+    with session_scope(settings.database_url) as session:
         job = session.scalars(
             # of=Job: Postgres cannot lock the outer-joined session row that comes with it
             select(Job).where(Job.id == outcome.job_id).with_for_update(of=Job)
@@ -73,12 +84,17 @@ def record_outcome(database_url: str, outcome: InferenceOutcome) -> list[str]:
             return _unattempted_deliveries(session, job.id)
 
         now = utcnow()
+        tenant = session.get(Tenant, job.tenant_id)
+        assert tenant is not None  # a tenant's jobs go with it (ON DELETE CASCADE)
+        safety = _safety.get(session, tenant)
         job.status = JobStatus(outcome.status)
         job.completed_at = now
         job.error = outcome.error.model_dump() if outcome.error else None
         if outcome.status == "completed":
-            job.response = outcome.response
-            job.route = outcome.route
+            checked = moderate_answer(safety, job.query, outcome)
+            job.response = checked.response
+            job.route = checked.route
+            job.moderation = checked.moderation
             job.sources = [source.model_dump() for source in outcome.sources]
             job.intent = outcome.intent.model_dump() if outcome.intent else None
             job.handoff = outcome.handoff
@@ -90,8 +106,10 @@ def record_outcome(database_url: str, outcome: InferenceOutcome) -> list[str]:
                 )
                 job.timings = timings.model_dump()
                 job.batch_size = timings.batch_size
-            _write_transcript(session, job, outcome, now)
 
+        stored_texts = _anonymise_texts(session, job, safety, pii_secret(settings))
+        if job.status is JobStatus.COMPLETED:
+            _write_transcript(session, job, stored_texts, now)
         deliveries = []
         if job.webhook_url:
             events = [EVENT_FOR_STATUS[job.status]]
@@ -105,7 +123,9 @@ def record_outcome(database_url: str, outcome: InferenceOutcome) -> list[str]:
                     api_key_id=job.api_key_id,
                     event_type=event_type,
                     url=job.webhook_url,
-                    payload=webhook_payload(event_type, job, now),
+                    # stored anonymised: the sender puts the clear texts back while the job
+                    # still holds them (see CHATQ_RESULT_RETENTION_S)
+                    payload=_anonymised(webhook_payload(event_type, job, now), stored_texts),
                     status=DeliveryStatus.PENDING,
                     # the first attempt is handed on by finalize_job at once; the sweeper takes
                     # the delivery only if that hand-off is lost, not while it runs
@@ -118,7 +138,44 @@ def record_outcome(database_url: str, outcome: InferenceOutcome) -> list[str]:
         return deliveries
 
 
-def _write_transcript(session: Session, job: Job, outcome: InferenceOutcome, now: datetime) -> None:
+@dataclass(frozen=True)
+class StoredTexts:
+    """A job's question and answer as they may be kept: anonymised."""
+
+    query: str
+    response: str | None
+
+
+def _anonymise_texts(
+    session: Session, job: Job, safety: TenantSafety, secret: bytes
+) -> StoredTexts:
+    chat_session = (
+        session.get(ChatSession, job.session_id, with_for_update=True)
+        if job.session_id is not None
+        else None
+    )
+    placeholders = PlaceholderMap(
+        secret, chat_session.pii_placeholders if chat_session is not None else None
+    )
+    stored = StoredTexts(
+        query=safety.anonymizer.anonymize(job.query, placeholders),
+        response=(
+            safety.anonymizer.anonymize(job.response, placeholders)
+            if job.response is not None
+            else None
+        ),
+    )
+    if chat_session is not None:
+        chat_session.pii_placeholders = placeholders.to_json()
+    return stored
+
+
+def _anonymised(payload: dict[str, Any], texts: StoredTexts) -> dict[str, Any]:
+    data = payload["data"]
+    return {**payload, "data": {**data, "query": texts.query, "response": texts.response}}
+
+
+def _write_transcript(session: Session, job: Job, texts: StoredTexts, now: datetime) -> None:
     session.add_all(
         [
             Message(
@@ -126,7 +183,7 @@ def _write_transcript(session: Session, job: Job, outcome: InferenceOutcome, now
                 session_id=job.session_id,
                 position=0,
                 role="user",
-                content=job.query,
+                content=texts.query,
                 created_at=job.created_at,
             ),
             Message(
@@ -134,7 +191,7 @@ def _write_transcript(session: Session, job: Job, outcome: InferenceOutcome, now
                 session_id=job.session_id,
                 position=1,
                 role="assistant",
-                content=outcome.response or "",
+                content=texts.response or "",
                 created_at=now,
             ),
         ]
@@ -157,7 +214,7 @@ def _unattempted_deliveries(session: Session, job_id: uuid.UUID) -> list[str]:
     )
 
 
-def record_failure(database_url: str, job_id: uuid.UUID, code: str, message: str) -> list[str]:
+def record_failure(settings: Settings, job_id: uuid.UUID, code: str, message: str) -> list[str]:
     """Fail a job that post-processing could not finish (its outcome keeps failing)."""
     outcome = InferenceOutcome(
         job_id=job_id,
@@ -165,4 +222,4 @@ def record_failure(database_url: str, job_id: uuid.UUID, code: str, message: str
         error=JobError(code=code, message=message[:1000]),
         finished_at=utcnow(),
     )
-    return record_outcome(database_url, outcome)
+    return record_outcome(settings, outcome)

@@ -1,10 +1,14 @@
-"""Celery tasks of the post-processing service."""
+"""Celery tasks of the post-processing service.
+
+``finalize_job`` (queue ``chat.postprocess``) stores results; ``deliver_webhook`` (queue
+``chat.webhooks``) calls receivers. The stack runs them in separate worker processes, so a slow
+receiver holds only a delivery thread, never one that stores results.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from celery import Task
 from celery.signals import worker_ready, worker_shutdown
 from pydantic import ValidationError
@@ -12,12 +16,14 @@ from sqlalchemy.exc import OperationalError
 
 from services.postprocess.celery_app import app
 from services.postprocess.delivery_sweeper import DeliverySweeper
+from services.postprocess.purge import PurgeSchedule
 from services.postprocess.results import record_failure, record_outcome
 from services.postprocess.webhooks import attempt_delivery
 from shared.config import get_settings
 from shared.logs import get_logger
 from shared.messaging.schemas import InferenceOutcome
 from shared.messaging.topology import DELIVER_WEBHOOK_TASK, FINALIZE_JOB_TASK, WEBHOOK_QUEUE_NAME
+from shared.webhook_client import WebhookClient
 
 log = get_logger(__name__)
 
@@ -25,17 +31,16 @@ log = get_logger(__name__)
 # before its job is failed: a poison outcome must not loop forever, nor leave its job running.
 MAX_FINALIZE_RETRIES = 5
 
-_http_client: httpx.Client | None = None
+_webhook_client: WebhookClient | None = None
 _sweeper: DeliverySweeper | None = None
 
 
-def http_client() -> httpx.Client:
-    """One connection pool per worker process, shared by its threads."""
-    global _http_client
-    if _http_client is None:
-        settings = get_settings()
-        _http_client = httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False)
-    return _http_client
+def webhook_client() -> WebhookClient:
+    """One per worker process, shared by its threads (it holds the TLS context)."""
+    global _webhook_client
+    if _webhook_client is None:
+        _webhook_client = WebhookClient()
+    return _webhook_client
 
 
 def backoff_s(retries: int) -> float:
@@ -54,9 +59,9 @@ def finalize_job(self: Task, outcome: dict[str, Any]) -> None:
     except ValidationError as error:
         log.error("poison_outcome", outcome=str(outcome)[:500], error=str(error)[:500])
         return  # names no job that could be failed; retrying cannot help
-    database_url = get_settings().database_url
+    settings = get_settings()
     try:
-        deliveries = record_outcome(database_url, parsed)
+        deliveries = record_outcome(settings, parsed)
     except OperationalError as error:
         # the database is restarting: wait for it, however long
         raise self.retry(exc=error, countdown=backoff_s(self.request.retries)) from None
@@ -65,7 +70,7 @@ def finalize_job(self: Task, outcome: dict[str, Any]) -> None:
             raise self.retry(exc=error, countdown=backoff_s(self.request.retries)) from None
         log.exception("finalize_failed", job_id=str(parsed.job_id))
         deliveries = record_failure(
-            database_url, parsed.job_id, "postprocess_error", f"storing the result failed: {error}"
+            settings, parsed.job_id, "postprocess_error", f"storing the result failed: {error}"
         )
     for delivery_id in deliveries:
         # sent only after the transaction that created the delivery has committed
@@ -76,14 +81,23 @@ def finalize_job(self: Task, outcome: dict[str, Any]) -> None:
 def deliver_webhook(self: Task, delivery_id: str) -> None:
     """One delivery attempt; the sweeper starts the next one when it is due."""
     try:
-        attempt_delivery(get_settings(), delivery_id, http_client())
+        attempt_delivery(get_settings(), delivery_id, webhook_client())
     except OperationalError as error:
         raise self.retry(exc=error, countdown=backoff_s(self.request.retries)) from None
 
 
+def consumes_webhooks(consumer: Any) -> bool:
+    """Whether this worker takes deliveries (``--queues``; none given: every queue)."""
+    selected = consumer.app.amqp.queues.consume_from
+    return not selected or WEBHOOK_QUEUE_NAME in selected
+
+
 @worker_ready.connect
-def _start_sweeper(**_kwargs: Any) -> None:
+def _start_sweeper(sender: Any = None, **_kwargs: Any) -> None:
+    # the sweeper belongs with the deliveries it starts, not with the storing of results
     global _sweeper
+    if sender is not None and not consumes_webhooks(sender):
+        return
     _sweeper = DeliverySweeper(get_settings(), enqueue_delivery)
     _sweeper.start()
 
@@ -92,3 +106,19 @@ def _start_sweeper(**_kwargs: Any) -> None:
 def _stop_sweeper(**_kwargs: Any) -> None:
     if _sweeper is not None:
         _sweeper.stop()
+
+
+_purge: PurgeSchedule | None = None
+
+
+@worker_ready.connect
+def _start_purge(**_kwargs: Any) -> None:
+    global _purge
+    _purge = PurgeSchedule(get_settings())
+    _purge.start()
+
+
+@worker_shutdown.connect
+def _stop_purge(**_kwargs: Any) -> None:
+    if _purge is not None:
+        _purge.stop()

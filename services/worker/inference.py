@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from services.worker.engine import Engine, GenerationRequest, GenerationResult
 from services.worker.job_state import claim_jobs, load_session_turns
@@ -53,6 +53,7 @@ class _ModelRoute:
     knowledge_version: int
     cache_key: str | None
     route_ms: float
+    moderation: dict[str, Any] | None  # what input moderation found
 
 
 @dataclass
@@ -123,7 +124,9 @@ class BatchProcessor:
                 task = None
             try:
                 messages = self.prompts.build(
-                    history, request.query, system_prompt=task.system_prompt if task else None
+                    history,
+                    (task.query if task else None) or request.query,  # masked by moderation
+                    system_prompt=task.system_prompt if task else None,
                 )
             except PromptTooLongError as error:
                 prepared.finished[key] = failure(request, "failed", "prompt_too_long", str(error))
@@ -135,6 +138,7 @@ class BatchProcessor:
                 knowledge_version=tenant.version if tenant else 0,
                 cache_key=task.cache_key if task else None,
                 route_ms=task.route_ms if task else 0.0,
+                moderation=task.moderation if task else None,
             )
             prepared.generation.append(GenerationRequest(key, messages, request.params))
         return prepared
@@ -147,6 +151,9 @@ class BatchProcessor:
         self, request: InferenceRequest, result: GenerationResult, admitted_at: datetime
     ) -> InferenceOutcome:
         routed_as = self._model_routes.pop(result.request_id, None)
+        if result.error is not None:
+            # this sequence alone failed in the engine (its batch went on): final, no retry
+            return failure(request, "failed", result.error.code, result.error.message)
         if routed_as is not None and self.router is not None and routed_as.tenant_id:
             self.router.remember_generated(
                 routed_as.tenant_id,
@@ -162,6 +169,7 @@ class BatchProcessor:
             response=result.text,
             route=routed_as.route if routed_as else "llm",
             sources=routed_as.sources if routed_as else [],
+            moderation=routed_as.moderation if routed_as else None,
             finish_reason=result.finish_reason,
             usage=Usage(
                 prompt_tokens=result.prompt_tokens,
@@ -191,6 +199,7 @@ def routed(
         sources=answer.sources,
         intent=answer.intent,
         handoff=answer.handoff,
+        moderation=answer.moderation,
         finish_reason="stop",
         usage=Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0),
         timings=Timings(

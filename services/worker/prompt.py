@@ -7,6 +7,13 @@ from dataclasses import dataclass
 
 from shared.messaging.schemas import ChatTurn
 
+Message = dict[str, str]
+
+# Turns are measured after an empty system message: templates that add a default system prompt
+# when none comes first (SmolLM2's) then add nothing, and the real system prompt, which can hold
+# pages of retrieved knowledge, is not tokenised again for every turn.
+_EMPTY_SYSTEM: Message = {"role": "system", "content": ""}
+
 
 class PromptTooLongError(ValueError):
     pass
@@ -16,29 +23,58 @@ class PromptTooLongError(ValueError):
 class PromptBuilder:
     system_prompt: str
     max_prompt_tokens: int
-    count_tokens: Callable[[list[dict[str, str]]], int]
+    count_tokens: Callable[[list[Message]], int]
 
     def build(
         self, history: Sequence[ChatTurn], query: str, *, system_prompt: str | None = None
-    ) -> list[dict[str, str]]:
+    ) -> list[Message]:
         """Chat-template messages for ``query`` after ``history`` (oldest first).
 
         When the whole conversation does not fit the budget, the oldest exchanges are dropped
         first: the latest turns matter most to the answer.
+
+        The work is linear, and bounded by what fits: each turn is counted once, alone, from
+        the newest back until the budget is spent (older turns are never tokenised); which
+        exchanges stay is then arithmetic, checked by one count of the prompt that is kept.
         """
-        turns = list(history)
-        while True:
-            messages = [
-                {"role": "system", "content": system_prompt or self.system_prompt},
-                *({"role": turn.role, "content": turn.content} for turn in turns),
-                {"role": "user", "content": query},
-            ]
-            if self.count_tokens(messages) <= self.max_prompt_tokens:
+        system = {"role": "system", "content": system_prompt or self.system_prompt}
+        question = {"role": "user", "content": query}
+        turns = [{"role": turn.role, "content": turn.content} for turn in history]
+        with_question = self.count_tokens([system, question])
+        if with_question > self.max_prompt_tokens:
+            raise PromptTooLongError(
+                f"the question alone is longer than the prompt budget of "
+                f"{self.max_prompt_tokens} tokens"
+            )
+        available = self.max_prompt_tokens - with_question
+        empty = self.count_tokens([_EMPTY_SYSTEM])
+        starts = exchange_starts(history)
+        fits = len(turns)
+        counted_from, cost = len(turns), 0
+        for start in reversed(starts):
+            while counted_from > start and cost <= available:
+                counted_from -= 1
+                cost += self.count_tokens([_EMPTY_SYSTEM, turns[counted_from]]) - empty
+            if cost > available:
+                break
+            fits = start
+        # The sum is exact for templates that frame each message alike (ChatML); should a
+        # template join messages otherwise, the next exchange goes too, until the count agrees.
+        for start in (s for s in starts if s >= fits):
+            messages = [system, *turns[start:], question]
+            if start == len(turns) or self.count_tokens(messages) <= self.max_prompt_tokens:
                 return messages
-            if not turns:
-                raise PromptTooLongError(
-                    f"the question alone is longer than the prompt budget of "
-                    f"{self.max_prompt_tokens} tokens"
-                )
-            # drop a whole exchange (question and answer) so the roles keep alternating
-            turns = turns[2:] if len(turns) >= 2 and turns[0].role == "user" else turns[1:]
+        raise AssertionError("unreachable: the question alone fits")
+
+
+def exchange_starts(history: Sequence[ChatTurn]) -> list[int]:
+    """Where the kept part of ``history`` may begin, oldest first, ending with ``len(history)``
+    (nothing kept): a whole exchange (question and answer) goes at a time, so that the roles
+    keep alternating."""
+    starts, index = [], 0
+    while index < len(history):
+        starts.append(index)
+        pair = index + 1 < len(history) and history[index].role == "user"
+        index += 2 if pair else 1
+    starts.append(len(history))
+    return starts

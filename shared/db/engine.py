@@ -7,9 +7,10 @@ failing at once.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
@@ -41,6 +43,22 @@ def _begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def make_private_sqlite_file(path: Path) -> None:
+    """Create ``path`` (and a missing folder) for the owner alone: 0600 in a 0700 folder.
+
+    The file holds webhook secrets and transcripts. SQLite gives the -wal, -shm and -journal
+    files it creates beside a database the database file's own mode, so they follow. A file an
+    older version left readable to others is narrowed too; an existing folder is left alone
+    (it may be shared, such as /tmp).
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDE_FILES)):
+        with suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+
+
 def create_db_engine(url: str, *, immediate_transactions: bool = True) -> Engine:
     """An engine for ``url`` with chatq's connection settings.
 
@@ -49,17 +67,27 @@ def create_db_engine(url: str, *, immediate_transactions: bool = True) -> Engine
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if (
+            parsed.database
+            and parsed.database != ":memory:"
+            and not parsed.database.startswith("file:")
+        ):
+            make_private_sqlite_file(Path(parsed.database))
         engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            hide_parameters=True,  # as for Postgres below: errors never carry parameters
         )
         event.listen(engine, "connect", _configure_sqlite_connection)
         if immediate_transactions:
             event.listen(engine, "connect", _take_over_sqlite_transactions)
             event.listen(engine, "begin", _begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Statement parameters are customers' texts, webhook URLs and secrets: an error's message
+    # (logged, returned by repr) must never carry them.
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+    )
 
 
 _engines: dict[str, tuple[Engine, sessionmaker[Session]]] = {}

@@ -147,8 +147,41 @@ class ApiKey(Base):
     # The webhook secret must be readable to sign with; it is not a login credential.
     webhook_secret: Mapped[str] = mapped_column(String(100))
     allowed_cidrs: Mapped[list[Any]] = mapped_column(default=list)
+    # what the key may do (shared.api_keys.Scope values); keys from before scopes have them all
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    # per-key token bucket; None takes CHATQ_RATE_LIMIT_PER_S / CHATQ_RATE_LIMIT_BURST
+    rate_limit_per_s: Mapped[float | None]
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    # set when the key was rotated: it keeps working until then (the grace period)
+    expires_at: Mapped[datetime | None]
+
+
+class RateLimitBucket(Base):
+    """A key's token bucket, shared by every API process: one atomic UPDATE takes tokens.
+    ``refilled_at`` is Unix time in seconds, so the refill is arithmetic on any database."""
+
+    __tablename__ = "rate_limit_buckets"
+
+    api_key_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    tokens: Mapped[float] = mapped_column()
+    refilled_at: Mapped[float] = mapped_column()
+
+
+class OpenWait(Base):
+    """A long-poll or ``/v1/chat`` wait in progress, so a per-key cap holds across processes.
+    A process that dies leaves its rows behind; they stop counting at ``expires_at``."""
+
+    __tablename__ = "open_waits"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    api_key_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column()
 
 
 class ChatSession(Base):
@@ -164,6 +197,9 @@ class ChatSession(Base):
     external_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # keyed hash of a personal value -> its placeholder (<PHONE_1>), so the anonymised transcript
+    # names the same number the same way in every turn; the values themselves are never stored
+    pii_placeholders: Mapped[dict[str, Any] | None]
 
 
 class Job(Base):
@@ -177,6 +213,8 @@ class Job(Base):
         Index("ix_jobs_api_key_id_created_at", "api_key_id", "created_at"),
         Index("ix_jobs_tenant_id_created_at", "tenant_id", "created_at"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
+        # counts a tenant's open jobs for its share of the queue (services/api/backpressure.py)
+        Index("ix_jobs_tenant_id_status", "tenant_id", "status"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -208,6 +246,10 @@ class Job(Base):
     handoff: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # how often a worker took the job; past the limit it is poison and fails without running
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # what moderation found: {flagged, categories, action, stage}; None before the job finished
+    moderation: Mapped[dict[str, Any] | None]
+    # set when the job's texts were replaced by their anonymised copy (retention) or erased
+    redacted_at: Mapped[datetime | None]
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
@@ -382,3 +424,22 @@ class AnswerCacheEntry(Base):
     answer: Mapped[dict[str, Any]] = mapped_column()  # response, route, sources
     hits: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModerationList(Base):
+    """A tenant's own moderation terms in one category (brand names, competitors, local slurs),
+    matched beside the shipped lists; ``allow`` holds terms never to flag (its own brand)."""
+
+    __tablename__ = "moderation_lists"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(128))
+    category: Mapped[str] = mapped_column(String(32))
+    terms: Mapped[list[Any]] = mapped_column(default=list)
+    allow: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -8,7 +8,7 @@ shapes from here, so a definition that was accepted is one the worker can run.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -232,6 +232,46 @@ class IntentDefinition(IntentIn):
         return value
 
 
+# the moderation library's categories (shared.moderation.CATEGORIES; a test keeps them equal),
+# spelled here so the API validates settings without loading the lexicons
+ModerationCategory = Literal[
+    "profanity", "abuse", "sexual", "violence", "self-harm", "politics", "custom"
+]
+MODERATION_CATEGORIES: tuple[str, ...] = get_args(ModerationCategory)
+ModerationAction = Literal["block", "mask", "flag"]
+MAX_PII_PATTERNS = 50
+
+
+class ModerationSettings(BaseModel):
+    """A tenant's moderation: an action per category over the defaults, and its safe answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    actions: dict[ModerationCategory, ModerationAction] = Field(default_factory=dict)
+    """``block`` answers with the safe answer, ``mask`` stars the words, ``flag`` only marks."""
+    safe_answer: LocalizedText | None = None
+    """Said instead of a blocked question or answer (default: a polite refusal)."""
+
+
+class PiiPatternIn(BaseModel):
+    """A tenant's own kind of personal data, found by a regular expression."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+    """Names the placeholder: ``customer_no`` becomes ``<CUSTOMER_NO_1>``."""
+    regex: str = Field(min_length=1, max_length=500)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str) -> str:
+        try:
+            re.compile(regex)
+        except re.error as error:
+            raise ValueError(f"not a valid regular expression: {error}") from None
+        return regex
+
+
 class TenantSettings(BaseModel):
     """How the router answers for this tenant when its knowledge has nothing relevant."""
 
@@ -241,6 +281,10 @@ class TenantSettings(BaseModel):
     """Said when nothing relevant is known; name how to reach a person here."""
     llm_fallback: bool = False
     """Let the model answer on its own when no knowledge matches (off: the fallback answer)."""
+    moderation: ModerationSettings = Field(default_factory=lambda: ModerationSettings())
+    """What moderation does per category, and what a blocked customer is told."""
+    pii_patterns: list[PiiPatternIn] = Field(default_factory=list, max_length=MAX_PII_PATTERNS)
+    """The tenant's own personal data (customer numbers, …): anonymised like phone numbers."""
 
 
 def fill_template(template: str, values: dict[str, object]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -102,6 +102,7 @@ class InferenceOutcome(BaseModel):
     sources: list[Source] = Field(default_factory=list)
     intent: IntentMatch | None = None
     handoff: bool = False
+    moderation: dict[str, Any] | None = None  # what input moderation found: {flagged, …, stage}
     finish_reason: Literal["stop", "length"] | None = None
     usage: Usage | None = None
     timings: Timings | None = None

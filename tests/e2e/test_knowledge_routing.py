@@ -113,6 +113,33 @@ def test_uploaded_knowledge_answers_the_next_job_and_webhooks_carry_the_route(
     assert by_id[handoff_job["id"]]["intent"]["name"] == "human"
 
 
+def test_abuse_is_blocked_before_the_model_and_transcripts_keep_no_phone_numbers(
+    running: RunningStack, client: httpx.Client
+) -> None:
+    with WebhookReceiver([running.key.webhook_secret]) as receiver:
+        blocked = ask(
+            client, "You stupid f.u.c.k.i.n.g idiots, where is my parcel?",
+            webhook_url=receiver.url,
+        )  # fmt: skip
+        (delivered,) = receiver.wait_for(1, timeout_s=60)
+    assert blocked["route"] == "moderation" and blocked["engine"] is None
+    assert blocked["moderation"]["flagged"] is True
+    assert blocked["moderation"]["stage"] == "input"
+    assert blocked["moderation"]["action"] == "block"
+    assert delivered.payload is not None
+    assert delivered.payload["data"]["moderation"] == blocked["moderation"]
+
+    phone = "13812345678"
+    job = ask(client, f"我的手机号是{phone}，订单什么时候发货？", session_id="e2e-privacy")
+    assert job["status"] == "completed"
+    assert job["query"].endswith("订单什么时候发货？") and phone in job["query"]  # still in clear
+    messages = client.get("/v1/sessions/e2e-privacy/messages").json()["data"]
+    assert messages[0]["content"] == "我的手机号是<PHONE_1>，订单什么时候发货？"
+    assert all(phone not in message["content"] for message in messages)
+    assert client.delete("/v1/sessions/e2e-privacy").status_code == 204
+    assert client.get(f"/v1/jobs/{job['id']}").json()["query"] == ""
+
+
 def test_the_model_answers_what_knowledge_does_not_cover_where_allowed(
     client: httpx.Client,
 ) -> None:

@@ -27,7 +27,7 @@ def make_job(database_url: str, api_key_id: uuid.UUID, **fields: Any) -> Job:
         job = Job(
             tenant_id=tenant_id,
             api_key_id=api_key_id,
-            session_id=chat_session.id if chat_session else None,
+            session_id=chat_session.id if chat_session else fields.pop("session_id", None),
             status=fields.pop("status", JobStatus.QUEUED),
             query=fields.pop("query", "Where is my order?"),
             request_hash="0" * 64,

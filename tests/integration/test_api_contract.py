@@ -3,15 +3,23 @@ bad input gets the right problem and creates nothing; good input is stored and p
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from chatq.demo import free_port
 from services.api.app import create_app
 from shared.api_keys import IssuedKey, create_api_key
 from shared.config import Settings
@@ -102,7 +110,63 @@ BAD_BODIES = [
     pytest.param({"query": "hi", "session_id": "a b"}, "session_id", id="session-id-spaces"),
     pytest.param(["hi"], "(body)", id="body-is-a-list"),
     pytest.param({"query": "hi\u0000there"}, "query", id="nul-in-query"),
-    pytest.param({"query": "hi", "metadata": {"a": "\u0000"}}, "metadata", id="nul-in-metadata"),
+    pytest.param({"query": "hi", "metadata": {"a": "\u0000"}}, "metadata.a", id="nul-in-metadata"),
+    # issue 8, hole 1: a temperature that overflowed the sampler failed its whole batch
+    pytest.param(
+        {"query": "hi", "params": {"temperature": 1e-300}}, "params.temperature", id="tiny-temp"
+    ),
+    pytest.param(
+        {"query": "hi", "params": {"temperature": 0.009}}, "params.temperature", id="cold"
+    ),
+    pytest.param({"query": "hi", "params": {"top_p": 0}}, "params.top_p", id="top-p-zero"),
+    pytest.param({"query": "hi", "params": {"top_p": 1.5}}, "params.top_p", id="top-p-over-1"),
+    pytest.param({"query": "hi", "params": {"seed": -1}}, "params.seed", id="negative-seed"),
+    pytest.param(
+        {"query": "hi", "params": {"max_new_tokens": 0}}, "params.max_new_tokens", id="no-tokens"
+    ),
+    # issue 8, hole 5: NULs Postgres cannot store answered 500 there
+    pytest.param(
+        {"query": "hi", "params": {"stop": ["a\u0000"]}}, "params.stop.0", id="nul-in-stop"
+    ),
+    pytest.param(
+        {"query": "hi", "webhook_url": "https://example.com/\u0000"},
+        "webhook_url",
+        id="nul-in-webhook-url",
+    ),
+    pytest.param(
+        {"query": "hi", "history": [{"role": "user", "content": "a\u0000"}]},
+        "history.0.content",
+        id="nul-in-history",
+    ),
+    pytest.param(
+        {"query": "hi", "metadata": {"k\u0000": 1}}, "metadata.k\u0000", id="nul-in-metadata-key"
+    ),
+    pytest.param(
+        {"query": "hi", "metadata": {"deep": [{"x": ["\u0000"]}]}},
+        "metadata.deep.0.x.0",
+        id="nul-deep-in-metadata",
+    ),
+    # issue 8, hole 8: the history is bounded in all, not only per turn
+    pytest.param(
+        {"query": "hi", "history": [{"role": "user", "content": "x" * 30_000}] * 3},
+        "history",
+        id="history-too-long-in-all",
+    ),
+]
+
+# issue 8, hole 5: Python's and pydantic's JSON parsers accept these; Postgres JSONB does not
+NON_FINITE_BODIES = [
+    pytest.param('{"query": "hi", "metadata": {"a": NaN}}', "metadata.a", id="nan-in-metadata"),
+    pytest.param(
+        '{"query": "hi", "metadata": {"a": [Infinity]}}', "metadata.a.0", id="inf-in-metadata"
+    ),
+    pytest.param(
+        '{"query": "hi", "metadata": {"a": -Infinity}}', "metadata.a", id="minus-inf-in-metadata"
+    ),
+    pytest.param('{"query": "hi", "metadata": {"a": 1e400}}', "metadata.a", id="overflow"),
+    pytest.param(
+        '{"query": "hi", "params": {"temperature": NaN}}', "params.temperature", id="nan-temp"
+    ),
 ]
 
 
@@ -111,6 +175,65 @@ def test_invalid_bodies_are_422_and_create_nothing(api: Api, body: Any, field: s
     problem = assert_problem(api.post_job(body), 422, "validation-error")
     assert field in [error["loc"] for error in problem["errors"]]
     assert_nothing_created(api)
+
+
+@pytest.mark.parametrize(("raw", "field"), NON_FINITE_BODIES)
+def test_non_finite_numbers_are_422_and_create_nothing(api: Api, raw: str, field: str) -> None:
+    response = api.client.post(
+        "/v1/jobs", data=raw, content_type="application/json", headers=api.headers()
+    )
+    problem = assert_problem(response, 422, "validation-error")
+    assert field in [error["loc"] for error in problem["errors"]]
+    assert_nothing_created(api)
+
+
+def test_a_nul_in_a_chat_request_is_422(api: Api) -> None:
+    response = api.client.post(
+        "/v1/chat",
+        json={"query": "hi", "params": {"stop": ["\u0000"]}},
+        headers=api.headers(),
+    )
+    problem = assert_problem(response, 422, "validation-error")
+    assert "params.stop.0" in [error["loc"] for error in problem["errors"]]
+    assert_nothing_created(api)
+
+
+def test_the_smallest_sampling_temperature_is_accepted(api: Api) -> None:
+    response = api.post_job({"query": "hi", "params": {"temperature": 0.01, "top_p": 1e-9}})
+    assert response.status_code == 202, response.get_data(as_text=True)
+
+
+def post_chunked(api: Api, body: bytes) -> Any:
+    """A body with no Content-Length, streamed as a server that reads chunked encoding (gunicorn)
+    hands it to the app: ``wsgi.input_terminated`` says the stream ends where the body does."""
+    return api.client.post(
+        "/v1/jobs",
+        input_stream=io.BytesIO(body),
+        headers={
+            **api.headers(),
+            "Content-Type": "application/json",
+            "Transfer-Encoding": "chunked",
+        },
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_cut_short(api: Api) -> None:
+    # issue 8, hole 7: the first MiB used to be read and the rest dropped without a word; here
+    # the cut-off prefix is even valid JSON, so only the length can tell.
+    limit = api.settings.max_request_bytes
+    body = json.dumps({"query": "hi", "metadata": {}}).encode() + b" " * limit
+    assert len(body) > limit
+    assert json.loads(body[:limit])  # what a silent cut would have accepted
+    response = post_chunked(api, body)
+    assert_problem(response, 413, "payload-too-large")
+    assert_nothing_created(api)
+
+
+def test_a_chunked_body_within_the_limit_is_read_whole(api: Api) -> None:
+    response = post_chunked(api, json.dumps({"query": "Where is my order?"}).encode())
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert api.job_rows() == 1
 
 
 def test_malformed_json_is_400(api: Api) -> None:
@@ -269,3 +392,54 @@ def test_a_full_queue_answers_429_and_accepts_nothing(api: Api) -> None:
     assert problem["queue_depth"] == 3
     assert api.job_rows() == 3
     assert api.queued_messages() == 3
+
+
+@pytest.fixture
+def gunicorn_url(api: Api) -> Iterator[str]:
+    """The API under a real gunicorn (which frames chunked bodies itself) on the test's backend,
+    with a 4 KiB body limit."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CHATQ_DATA_DIR": str(api.settings.data_dir),
+        "CHATQ_DATABASE_URL": api.settings.database_url,
+        "CHATQ_BROKER_URL": api.settings.broker_url,
+        "CHATQ_MAX_REQUEST_BYTES": "4096",
+        "CHATQ_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "gunicorn", "services.api.wsgi:app"]
+    process = subprocess.Popen(
+        [*command, "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        give_up_at = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, "gunicorn exited; its log is above"
+            assert time.monotonic() < give_up_at, "gunicorn did not answer /healthz in 60 s"
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)  # not listening yet: nothing to wait on but the port
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_gunicorn_refuses_a_chunked_body_over_the_limit(api: Api, gunicorn_url: str) -> None:
+    body = json.dumps({"query": "hi", "metadata": {}}).encode() + b" " * 6000
+    headers = {**api.headers(), "Content-Type": "application/json"}
+    # an iterator makes httpx send Transfer-Encoding: chunked, with no Content-Length
+    response = httpx.post(f"{gunicorn_url}/v1/jobs", content=iter([body]), headers=headers)
+    assert response.request.headers["Transfer-Encoding"] == "chunked"
+    assert response.status_code == 413, response.text
+    assert response.headers["Content-Type"].startswith(PROBLEM)
+    assert response.json()["type"] == "urn:chatq:problem:payload-too-large"
+    assert_nothing_created(api)
+    small = json.dumps({"query": "Where is my order?"}).encode()
+    accepted = httpx.post(f"{gunicorn_url}/v1/jobs", content=iter([small]), headers=headers)
+    assert accepted.status_code == 202, accepted.text

@@ -3,18 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
-from sqlalchemy import func, select
 
-from services.api.app import create_app
-from shared.api_keys import IssuedKey, create_api_key
-from shared.config import Settings
-from shared.db.engine import session_scope
-from shared.db.models import FaqEntry, IntentDefinitionRow, KbChunk, KbDocument, Tenant
+from shared.db.models import FaqEntry, IntentDefinitionRow, KbChunk, KbDocument
+from tests.integration.conftest import TenantApi
 from tests.integration.test_api_contract import assert_problem
 
 pytestmark = pytest.mark.integration
@@ -28,40 +22,7 @@ DOCUMENT = {
 }
 
 
-@dataclass
-class KnowledgeApi:
-    client: FlaskClient
-    settings: Settings
-    key: IssuedKey
-    colleague: IssuedKey  # another key of the same tenant
-    stranger: IssuedKey  # a key of another tenant
-
-    def auth(self, key: IssuedKey | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {(key or self.key).key}"}
-
-    def put(self, path: str, body: Any, key: IssuedKey | None = None) -> Any:
-        return self.client.put(path, json=body, headers=self.auth(key))
-
-    def rows(self, model: type) -> int:
-        with session_scope(self.settings.database_url) as session:
-            return session.scalar(select(func.count()).select_from(model)) or 0
-
-    def version(self) -> int:
-        with session_scope(self.settings.database_url) as session:
-            return session.scalar(select(func.max(Tenant.knowledge_version))) or 0
-
-
-@pytest.fixture
-def api(backend_settings: Settings) -> KnowledgeApi:
-    url = backend_settings.database_url
-    key = create_api_key(url, "shop")
-    colleague = create_api_key(url, "shop-rotated", tenant="shop")
-    stranger = create_api_key(url, "school")
-    app = create_app(backend_settings)
-    return KnowledgeApi(app.test_client(), backend_settings, key, colleague, stranger)
-
-
-def test_a_document_is_created_then_replaced_and_chunked(api: KnowledgeApi) -> None:
+def test_a_document_is_created_then_replaced_and_chunked(api: TenantApi) -> None:
     created = api.put("/v1/knowledge/documents/shipping", DOCUMENT)
     assert created.status_code == 201, created.get_data(as_text=True)
     body = created.get_json()
@@ -80,7 +41,7 @@ def test_a_document_is_created_then_replaced_and_chunked(api: KnowledgeApi) -> N
 
 
 def test_keys_of_one_tenant_share_knowledge_and_other_tenants_see_none(
-    api: KnowledgeApi,
+    api: TenantApi,
 ) -> None:
     assert api.put("/v1/knowledge/documents/shipping", DOCUMENT).status_code == 201
     assert (
@@ -98,7 +59,7 @@ def test_keys_of_one_tenant_share_knowledge_and_other_tenants_see_none(
     assert api.put("/v1/knowledge/documents/shipping", DOCUMENT, api.stranger).status_code == 201
 
 
-def test_faq_entries_list_in_pages_and_delete(api: KnowledgeApi) -> None:
+def test_faq_entries_list_in_pages_and_delete(api: TenantApi) -> None:
     for n in range(5):
         body = {"question": f"Question {n}?", "answer": f"Answer {n}.", "alternatives": [f"Q{n}"]}
         assert api.put(f"/v1/knowledge/faq/q{n}", body).status_code == 201
@@ -130,19 +91,19 @@ BAD_DOCUMENTS = [
 
 @pytest.mark.parametrize(("doc_id", "body", "status", "slug"), BAD_DOCUMENTS)
 def test_bad_documents_are_refused_and_store_nothing(
-    api: KnowledgeApi, doc_id: str, body: dict[str, Any], status: int, slug: str
+    api: TenantApi, doc_id: str, body: dict[str, Any], status: int, slug: str
 ) -> None:
     assert_problem(api.put(f"/v1/knowledge/documents/{doc_id}", body), status, slug)
     assert api.rows(KbDocument) == 0 and api.rows(KbChunk) == 0
 
 
-def test_a_ten_megabyte_document_is_refused_before_it_is_read(api: KnowledgeApi) -> None:
+def test_a_ten_megabyte_document_is_refused_before_it_is_read(api: TenantApi) -> None:
     body = {"title": "Huge", "text": "word " * (2 * 1024 * 1024)}
     assert_problem(api.put("/v1/knowledge/documents/huge", body), 413, "payload-too-large")
     assert api.rows(KbDocument) == 0
 
 
-def test_bad_faq_and_intents_are_refused_and_store_nothing(api: KnowledgeApi) -> None:
+def test_bad_faq_and_intents_are_refused_and_store_nothing(api: TenantApi) -> None:
     assert_problem(api.put("/v1/knowledge/faq/x", {"question": "Q?"}), 422, "validation-error")
     assert_problem(
         api.put("/v1/knowledge/faq/x", {"question": "Q?", "answer": "A", "alternatives": [""]}),
@@ -176,7 +137,7 @@ def test_bad_faq_and_intents_are_refused_and_store_nothing(api: KnowledgeApi) ->
     assert api.rows(FaqEntry) == 0 and api.rows(IntentDefinitionRow) == 0
 
 
-def test_intents_and_tenant_settings_round_trip(api: KnowledgeApi) -> None:
+def test_intents_and_tenant_settings_round_trip(api: TenantApi) -> None:
     intent = {
         "examples": ["When are you open?"],
         "handler": {"type": "template", "answer": {"en": "9 to 21", "zh": "9点到21点"}},
@@ -196,7 +157,7 @@ def test_intents_and_tenant_settings_round_trip(api: KnowledgeApi) -> None:
 
 
 def test_a_rotated_key_sees_the_tenants_jobs_and_continues_its_sessions(
-    api: KnowledgeApi,
+    api: TenantApi,
 ) -> None:
     body = {"query": "Where is my order?", "session_id": "customer-7"}
     first = api.client.post(

@@ -29,8 +29,8 @@ def test_an_outcome_delivered_twice_is_stored_once(backend_settings: Settings) -
     key = create_api_key(url, "shop")
     job = make_job(url, key.id, webhook_url="https://example.com/hook")
 
-    first = record_outcome(url, completed_outcome(job.id, "first answer"))
-    second = record_outcome(url, completed_outcome(job.id, "a second generation"))
+    first = record_outcome(backend_settings, completed_outcome(job.id, "first answer"))
+    second = record_outcome(backend_settings, completed_outcome(job.id, "a second generation"))
 
     with session_scope(url) as session:
         stored = session.get(Job, job.id)
@@ -63,7 +63,7 @@ def test_a_failed_job_gets_a_failure_event_and_no_transcript(backend_settings: S
         error=JobError(code="deadline_exceeded", message="too late"),
         finished_at=utcnow(),
     )
-    record_outcome(url, failure)
+    record_outcome(backend_settings, failure)
     with session_scope(url) as session:
         stored = session.get(Job, job.id)
         messages = session.scalars(select(Message)).all()
@@ -78,7 +78,7 @@ def test_a_cancelled_job_is_not_overwritten(backend_settings: Settings) -> None:
     url = backend_settings.database_url
     key = create_api_key(url, "shop")
     job = make_job(url, key.id, status=JobStatus.CANCELLED)
-    assert record_outcome(url, completed_outcome(job.id)) == []
+    assert record_outcome(backend_settings, completed_outcome(job.id)) == []
     with session_scope(url) as session:
         assert session.get(Job, job.id).status is JobStatus.CANCELLED
         assert session.scalars(select(Message)).all() == []
@@ -112,7 +112,7 @@ def test_a_sessions_transcript_is_read_back_in_order(backend_settings: Settings)
     url = backend_settings.database_url
     key = create_api_key(url, "shop")
     job = make_job(url, key.id, session_external_id="customer-7", query="I am Sam.")
-    record_outcome(url, completed_outcome(job.id, "Hello Sam!"))
+    record_outcome(backend_settings, completed_outcome(job.id, "Hello Sam!"))
     with session_scope(url) as session:
         session_id = session.get(Job, job.id).session_id
     turns = load_session_turns(url, [session_id])[session_id]

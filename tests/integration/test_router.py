@@ -12,6 +12,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from chatq.order_service import OrderService
+from services.worker.engine import GenerationResult
 from services.worker.engine.onnx_runtime import load_onnx_engine
 from services.worker.inference import BatchProcessor
 from services.worker.prompt import PromptBuilder
@@ -28,6 +29,8 @@ from shared.messaging.schemas import (
     InferenceRequest,
 )
 from shared.model_layout import ModelLayout
+from shared.moderation import tenant_lists
+from shared.moderation.tenant_lists import ModerationListIn
 from tests.integration.factories import make_job
 
 pytestmark = pytest.mark.integration
@@ -380,3 +383,90 @@ def test_without_a_configured_fallback_the_contact_in_the_documents_is_named(
     outcome = completed(ask(processor, url, key, "What is the name of your CEO's dog?"))
     assert outcome.route == "fallback"
     assert "care@shop.example" in outcome.response
+
+
+def moderated_shop(url: str, actions: dict[str, str]) -> IssuedKey:
+    key = shop(url)
+    with session_scope(url) as session:
+        tenant_id = store.tenant_by_name(session, key.tenant).id
+        store.put_settings(
+            session,
+            tenant_id,
+            TenantSettings.model_validate(
+                {
+                    "llm_fallback": True,
+                    "moderation": {
+                        "actions": actions,
+                        "safe_answer": {"en": "Please stay polite.", "zh": "请文明用语。"},
+                    },
+                }
+            ),
+        )
+        tenant_lists.put_list(
+            session,
+            tenant_id,
+            "competitors",
+            ModerationListIn(category="custom", terms=["CompetitorMart"]),
+        )
+    return key
+
+
+def test_a_blocked_question_reaches_neither_rules_nor_the_model(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = moderated_shop(url, {"profanity": "block", "abuse": "block"})
+    english = completed(ask(processor, url, key, "How do I reset my f.u.c.k.i.n.g router?"))
+    assert (english.route, english.response) == ("moderation", "Please stay polite.")
+    assert english.moderation is not None
+    assert english.moderation["stage"] == "input" and english.moderation["action"] == "block"
+    assert english.sources == []
+
+    chinese = completed(ask(processor, url, key, "你们这帮傻 逼，路由器怎么重置？"))
+    assert (chinese.route, chinese.response) == ("moderation", "请文明用语。")
+
+
+def test_a_masked_question_reaches_the_model_masked(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = moderated_shop(url, {"custom": "mask"})
+    job = make_job(url, key.id, query="Is CompetitorMart cheaper than you for a laptop?")
+    request = InferenceRequest(
+        job_id=job.id,
+        query=job.query,
+        params=GenerationParams(max_new_tokens=2),
+        submitted_at=job.created_at,
+    )
+    prepared = processor.prepare([("masked", request)])
+    (generation,) = prepared.generation
+    prompt = " ".join(message["content"] for message in generation.messages)
+    assert "CompetitorMart" not in prompt and "Is *** cheaper" in prompt
+    the_outcome = processor.completed(
+        request,
+        GenerationResult(
+            request_id="masked",
+            text="An answer.",
+            prompt_tokens=10,
+            completion_tokens=2,
+            finish_reason="stop",
+            batch_size=1,
+            inference_ms=1.0,
+        ),
+        job.created_at,
+    )
+    assert the_outcome.moderation is not None
+    assert the_outcome.moderation["action"] == "mask"
+    assert the_outcome.moderation["categories"] == ["custom"]
+
+
+def test_an_innocent_question_is_not_moderated(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = moderated_shop(url, {"profanity": "block", "abuse": "block", "violence": "block"})
+    outcome = completed(ask(processor, url, key, "How do I kill the process that hangs my router?"))
+    assert outcome.route != "moderation"
+    chinese = completed(ask(processor, url, key, "操作系统升级后路由器怎么重置？"))
+    assert chinese.route != "moderation"
+    assert chinese.moderation is not None and chinese.moderation["flagged"] is False

@@ -18,7 +18,7 @@ def test_a_dead_delivery_is_resent_with_a_fresh_schedule(backend_settings: Setti
     key = create_api_key(url, "shop")
     other = create_api_key(url, "school")
     job = make_job(url, key.id, webhook_url="https://example.com/hook")
-    (delivery_id,) = record_outcome(url, completed_outcome(job.id))
+    (delivery_id,) = record_outcome(backend_settings, completed_outcome(job.id))
     with session_scope(url) as session:
         session.execute(
             update(WebhookDelivery)

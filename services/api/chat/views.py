@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from services.api.auth import current_caller, require_api_key
+from services.api.auth import current_caller, hold_wait_slot, require_api_key
 from services.api.chat.protocol import ChatRequest
 from services.api.context import api_context
 from services.api.jobs.protocol import JobCreate
@@ -16,26 +16,29 @@ from services.api.jobs.service import request_fingerprint, submit_job, wait_for_
 from services.api.jobs.views import job_response
 from services.api.problems import Problem
 from services.api.request_body import parse_json_body
+from shared.api_keys import Scope
 from shared.db.models import JobStatus
 
 blueprint = Blueprint("chat", __name__, url_prefix="/v1")
 
 
 @blueprint.post("/chat")
-@require_api_key
+@require_api_key(Scope.JOBS_WRITE)
 def chat() -> Response:
     ctx = api_context()
     chat_in = parse_json_body(ChatRequest)
     job_in = JobCreate.model_construct(**dict(chat_in))
-    submission = submit_job(
-        ctx,
-        current_caller(),
-        job_in,
-        fingerprint=request_fingerprint("chat", job_in),
-        idempotency_key=request.headers.get("Idempotency-Key"),
-    )
-    job_id = submission.job.id
-    job = wait_for_job(ctx, current_caller(), job_id, ctx.settings.chat_timeout_s)
+    # the wait slot is taken before the job exists: a refused chat leaves no job behind
+    with hold_wait_slot(ctx.settings.chat_timeout_s):
+        submission = submit_job(
+            ctx,
+            current_caller(),
+            job_in,
+            fingerprint=request_fingerprint("chat", job_in),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+        )
+        job_id = submission.job.id
+        job = wait_for_job(ctx, current_caller(), job_id, ctx.settings.chat_timeout_s)
     link = f"/v1/jobs/{job_id}"
     if job is None or not job.status.is_terminal:
         raise Problem(

@@ -10,6 +10,7 @@ from services.api.auth import current_caller, require_api_key
 from services.api.context import api_context
 from services.api.problems import Problem
 from services.api.request_body import parse_json_body
+from shared.api_keys import Scope
 from shared.db.engine import session_scope
 from shared.db.models import IntentDefinitionRow, Tenant
 from shared.knowledge import store
@@ -38,7 +39,7 @@ def _check_name(name: str) -> str:
 
 
 @blueprint.put("/intents/<name>")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def put_intent(name: str) -> Response:
     _check_name(name)
     intent = parse_json_body(IntentIn)
@@ -51,7 +52,7 @@ def put_intent(name: str) -> Response:
 
 
 @blueprint.get("/intents")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def list_intents() -> Response:
     with session_scope(api_context().settings.database_url) as session:
         rows = store.list_intents(session, current_caller().tenant_id)
@@ -60,7 +61,7 @@ def list_intents() -> Response:
 
 
 @blueprint.get("/intents/<name>")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def get_intent(name: str) -> Response:
     _check_name(name)
     with session_scope(api_context().settings.database_url) as session:
@@ -72,7 +73,7 @@ def get_intent(name: str) -> Response:
 
 
 @blueprint.delete("/intents/<name>")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def delete_intent(name: str) -> Response:
     _check_name(name)
     with session_scope(api_context().settings.database_url) as session:
@@ -82,7 +83,7 @@ def delete_intent(name: str) -> Response:
 
 
 @blueprint.get("/tenant")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def get_tenant() -> Response:
     with session_scope(api_context().settings.database_url) as session:
         tenant = session.get(Tenant, current_caller().tenant_id)
@@ -93,7 +94,7 @@ def get_tenant() -> Response:
 
 
 @blueprint.put("/tenant/settings")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def put_tenant_settings() -> Response:
     settings = parse_json_body(TenantSettings)
     with session_scope(api_context().settings.database_url) as session:

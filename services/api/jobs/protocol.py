@@ -23,6 +23,9 @@ MAX_METADATA_BYTES = 16_384
 MAX_TURN_CHARS = 32_000
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_LENGTH = 64
+# Below this a sampling temperature stops meaning anything but greedy, and divides the logits
+# into overflow (1e-300 made a whole batch fail): 0 asks for greedy, anything else starts here.
+MIN_SAMPLING_TEMPERATURE = 0.01
 SESSION_ID_PATTERN = r"^[A-Za-z0-9._:\-]+$"
 
 
@@ -49,7 +52,9 @@ class TurnIn(StrictModel):
 
 class ParamsIn(StrictModel):
     max_new_tokens: int | None = Field(None, ge=1, description="defaults to the server's")
-    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 is greedy")
+    temperature: float = Field(
+        0.0, ge=0.0, le=2.0, description=f"0 is greedy; otherwise {MIN_SAMPLING_TEMPERATURE} to 2"
+    )
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     stop: list[str] = Field(
@@ -61,6 +66,15 @@ class ParamsIn(StrictModel):
     def _stop_sequences(cls, value: list[str]) -> list[str]:
         if any(not 0 < len(stop) <= MAX_STOP_LENGTH for stop in value):
             raise ValueError(f"each stop sequence must be 1 to {MAX_STOP_LENGTH} characters")
+        return value
+
+    @field_validator("temperature")
+    @classmethod
+    def _greedy_or_sampling(cls, value: float) -> float:
+        if 0.0 < value < MIN_SAMPLING_TEMPERATURE:
+            raise ValueError(
+                f"must be 0 (greedy) or from {MIN_SAMPLING_TEMPERATURE} to 2 (sampling)"
+            )
         return value
 
     @field_validator("max_new_tokens")
@@ -95,9 +109,16 @@ class ConversationIn(StrictModel):
     @field_validator("history")
     @classmethod
     def _history_bounds(cls, value: list[TurnIn], info: ValidationInfo) -> list[TurnIn]:
-        limit = _settings(info).max_history_messages
-        if len(value) > limit:
-            raise ValueError(f"must hold at most {limit} messages")
+        settings = _settings(info)
+        if len(value) > settings.max_history_messages:
+            raise ValueError(f"must hold at most {settings.max_history_messages} messages")
+        # a bound on the whole, not only on each turn: the worker tokenises what it keeps
+        characters = sum(len(turn.content) for turn in value)
+        if characters > settings.max_history_chars:
+            raise ValueError(
+                f"must hold at most {settings.max_history_chars} characters in all "
+                f"(it holds {characters})"
+            )
         return value
 
     @field_validator("metadata")

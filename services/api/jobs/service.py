@@ -60,13 +60,17 @@ def submit_job(
         )  # fmt: skip
     if job_in.webhook_url is not None:
         try:
-            check_webhook_url(job_in.webhook_url, allow_private=settings.webhook_allow_private)
+            check_webhook_url(
+                job_in.webhook_url,
+                allow_private=settings.webhook_allow_private,
+                resolve_timeout_s=settings.webhook_resolve_timeout_s,
+            )
         except WebhookUrlError as error:
             raise Problem(
                 422, "invalid-webhook-url", "Webhook URL refused", f"webhook_url {error}.",
             ) from None  # fmt: skip
 
-    ctx.queue_gate.check()
+    ctx.queue_gate.check(caller.tenant_id)
     try:
         return _store_and_publish(ctx, caller, job_in, fingerprint, idempotency_key)
     except IntegrityError:

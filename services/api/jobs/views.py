@@ -6,7 +6,7 @@ import uuid
 
 from flask import Blueprint, Response, jsonify, request
 
-from services.api.auth import current_caller, require_api_key
+from services.api.auth import current_caller, hold_wait_slot, require_api_key
 from services.api.context import api_context
 from services.api.jobs.protocol import JobCreate
 from services.api.jobs.service import (
@@ -18,6 +18,7 @@ from services.api.jobs.service import (
 )
 from services.api.problems import Problem
 from services.api.request_body import parse_json_body
+from shared.api_keys import Scope
 from shared.db.models import Job
 from shared.job_view import JobView
 
@@ -54,7 +55,7 @@ def parse_wait(max_wait_s: float) -> float:
 
 
 @blueprint.post("/jobs")
-@require_api_key
+@require_api_key(Scope.JOBS_WRITE)
 def create_job() -> Response:
     job_in = parse_json_body(JobCreate)
     submission = submit_job(
@@ -72,23 +73,23 @@ def create_job() -> Response:
 
 
 @blueprint.get("/jobs/<job_id>")
-@require_api_key
+@require_api_key(Scope.JOBS_READ)
 def get_job(job_id: str) -> Response:
     ctx = api_context()
     parsed = parse_job_id(job_id)
     wait = parse_wait(ctx.settings.max_long_poll_s)
-    job = (
-        wait_for_job(ctx, current_caller(), parsed, wait)
-        if wait
-        else load_job(ctx, current_caller(), parsed)
-    )
+    if wait:
+        with hold_wait_slot(wait):
+            job = wait_for_job(ctx, current_caller(), parsed, wait)
+    else:
+        job = load_job(ctx, current_caller(), parsed)
     if job is None:
         raise Problem.for_status(404, f"No job {job_id!r}.")
     return job_response(job, 200)
 
 
 @blueprint.post("/jobs/<job_id>/cancel")
-@require_api_key
+@require_api_key(Scope.JOBS_WRITE)
 def cancel(job_id: str) -> Response:
     job = cancel_job(api_context(), current_caller(), parse_job_id(job_id))
     if job is None:

@@ -19,6 +19,7 @@ from services.api.knowledge.service import (
     page_arguments,
 )
 from services.api.request_body import parse_json_body
+from shared.api_keys import Scope
 from shared.db.engine import session_scope
 from shared.knowledge import store
 from shared.knowledge.schemas import DocumentIn, FaqIn
@@ -33,7 +34,7 @@ def _json(body: object, status: int) -> Response:
 
 
 @blueprint.put("/documents/<doc_id>")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def put_document(doc_id: str) -> Response:
     external_id = check_external_id(doc_id)
     document = parse_json_body(DocumentIn)
@@ -44,7 +45,7 @@ def put_document(doc_id: str) -> Response:
 
 
 @blueprint.get("/documents")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def list_documents() -> Response:
     limit, after = page_arguments()
     with session_scope(api_context().settings.database_url) as session:
@@ -55,7 +56,7 @@ def list_documents() -> Response:
 
 
 @blueprint.get("/documents/<doc_id>")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def get_document(doc_id: str) -> Response:
     external_id = check_external_id(doc_id)
     with session_scope(api_context().settings.database_url) as session:
@@ -69,7 +70,7 @@ def get_document(doc_id: str) -> Response:
 
 
 @blueprint.delete("/documents/<doc_id>")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def delete_document(doc_id: str) -> Response:
     external_id = check_external_id(doc_id)
     with session_scope(api_context().settings.database_url) as session:
@@ -79,7 +80,7 @@ def delete_document(doc_id: str) -> Response:
 
 
 @blueprint.put("/faq/<faq_id>")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def put_faq(faq_id: str) -> Response:
     external_id = check_external_id(faq_id)
     entry = parse_json_body(FaqIn)
@@ -90,7 +91,7 @@ def put_faq(faq_id: str) -> Response:
 
 
 @blueprint.get("/faq")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def list_faq() -> Response:
     limit, after = page_arguments()
     with session_scope(api_context().settings.database_url) as session:
@@ -100,7 +101,7 @@ def list_faq() -> Response:
 
 
 @blueprint.get("/faq/<faq_id>")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def get_faq(faq_id: str) -> Response:
     external_id = check_external_id(faq_id)
     with session_scope(api_context().settings.database_url) as session:
@@ -112,7 +113,7 @@ def get_faq(faq_id: str) -> Response:
 
 
 @blueprint.delete("/faq/<faq_id>")
-@require_api_key
+@require_api_key(Scope.KNOWLEDGE_WRITE)
 def delete_faq(faq_id: str) -> Response:
     external_id = check_external_id(faq_id)
     with session_scope(api_context().settings.database_url) as session:

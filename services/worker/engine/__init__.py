@@ -5,13 +5,21 @@ from __future__ import annotations
 from services.worker.engine.base import (
     ContinuousEngine,
     Engine,
+    GenerationError,
     GenerationRequest,
     GenerationResult,
 )
 from shared.config import EngineKind, Settings
 from shared.model_layout import ModelLayout, ModelNotBuiltError
 
-__all__ = ["ContinuousEngine", "Engine", "GenerationRequest", "GenerationResult", "load_engine"]
+__all__ = [
+    "ContinuousEngine",
+    "Engine",
+    "GenerationError",
+    "GenerationRequest",
+    "GenerationResult",
+    "load_engine",
+]
 
 
 def load_engine(settings: Settings) -> Engine:

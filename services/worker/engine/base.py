@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from services.worker.engine.chat_prompt import ChatPromptEncoder
 from shared.messaging.schemas import EngineInfo, GenerationParams
 
 
@@ -18,15 +19,39 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class GenerationError:
+    """Why one sequence failed; the others in its batch go on."""
+
+    code: str  # stable: "sampling_failed", "invalid_logits", "generation_failed"
+    message: str
+
+
+@dataclass(frozen=True)
 class GenerationResult:
     request_id: str
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "error"]
     batch_size: int  # the most sequences it was decoded together with (itself included)
     inference_ms: float  # from its prefill to its last token
     token_ids: tuple[int, ...] = ()  # the answer's tokens (for parity checks and benchmarks)
+    error: GenerationError | None = None  # set when finish_reason is "error"
+
+    @classmethod
+    def failed(
+        cls, request_id: str, error: GenerationError, prompt_tokens: int = 0
+    ) -> GenerationResult:
+        return cls(
+            request_id=request_id,
+            text="",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=0,
+            finish_reason="error",
+            batch_size=0,
+            inference_ms=0.0,
+            error=error,
+        )
 
 
 # C0 control characters but tab, newline and carriage return: a model can emit them (a random
@@ -68,14 +93,13 @@ class Engine(ABC):
         return 0.0
 
     def encode_prompt(self, messages: list[dict[str, str]]) -> list[int]:
-        text = self.render_prompt_text(messages)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        """The prompt's token ids: the chat template, ending where the answer starts. Special
+        tokens come from the template only; in the messages' text they stay text."""
+        return ChatPromptEncoder(self.tokenizer).encode(messages)
 
     def render_prompt_text(self, messages: list[dict[str, str]]) -> str:
-        """The prompt as the model sees it: the chat template, ending where the answer starts."""
-        return self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
-        )
+        """The prompt as text, for reading (the model gets ``encode_prompt``'s ids)."""
+        return ChatPromptEncoder(self.tokenizer).render_text(messages)
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         return len(self.encode_prompt(messages))

@@ -5,7 +5,8 @@ and next input token. It can be built from new requests (``prefill``), advanced 
 (``step``), filtered (finished sequences leave at once instead of burning decode steps until the
 longest one ends) and concatenated (new requests join a running batch between steps:
 continuous batching). Rows are left-padded; the columns every row pads are trimmed after each
-filter, so padding stays small.
+filter, so padding stays small. A sequence whose next token cannot be chosen (broken logits, a
+sampling error) finishes at once with an error, and the others go on without it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from typing import Any, Protocol
 
 import torch
 
-from services.worker.engine.base import GenerationRequest, GenerationResult, clean_text
+from services.worker.engine.base import (
+    GenerationError,
+    GenerationRequest,
+    GenerationResult,
+    clean_text,
+)
 from services.worker.engine.sampling import make_generator, next_tokens
 
 PastKeyValues = tuple[tuple[torch.Tensor, torch.Tensor], ...]
@@ -47,6 +53,7 @@ class ActiveSequence:
     peak_batch_size: int = 0
     finish_reason: str | None = None
     text: str | None = None
+    error: GenerationError | None = None
 
 
 @dataclass
@@ -87,7 +94,15 @@ class Finisher:
         if sequence.finish_reason is None and len(sequence.tokens) >= params.max_new_tokens:
             sequence.finish_reason = "length"
 
+    def fail(self, sequence: ActiveSequence, error: GenerationError) -> None:
+        sequence.finish_reason = "error"
+        sequence.error = error
+
     def result(self, sequence: ActiveSequence) -> GenerationResult:
+        if sequence.error is not None:
+            return GenerationResult.failed(
+                sequence.request.request_id, sequence.error, sequence.prompt_tokens
+            )
         text = sequence.text
         if text is None:
             text = self.tokenizer.decode(sequence.tokens, skip_special_tokens=True)
@@ -170,10 +185,15 @@ class DecodeBatch:
             [s.generator for s in self.sequences],
             suppress,
         )
-        for sequence, token in zip(self.sequences, chosen.tolist(), strict=True):
+        for row, (sequence, token) in enumerate(
+            zip(self.sequences, chosen.tokens.tolist(), strict=True)
+        ):
             sequence.peak_batch_size = max(sequence.peak_batch_size, len(self))
-            finisher.update(sequence, token)
-        self.last_tokens = chosen.unsqueeze(1)
+            if row in chosen.failures:
+                finisher.fail(sequence, chosen.failures[row])  # it leaves at the next filter
+            else:
+                finisher.update(sequence, token)
+        self.last_tokens = chosen.tokens.unsqueeze(1)
 
     def finished(self) -> list[ActiveSequence]:
         return [s for s in self.sequences if s.finish_reason is not None]

@@ -1,7 +1,8 @@
 """Batched generation with transformers' ``generate``: the PyTorch reference engine.
 
 It is an independent implementation of the same contract as chatq's own decode loop, which is
-what makes it a fair reference: parity tests and benchmarks compare the two.
+what makes it a fair reference: parity tests and benchmarks compare the two. Prompts are encoded
+the same way (``Engine.encode_prompt``: the customer's text never becomes special tokens).
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import torch
 
 from services.worker.engine.base import (
     Engine,
+    GenerationError,
     GenerationRequest,
     GenerationResult,
     clean_text,
     stop_token_ids,
 )
+from shared.logs import get_logger
 from shared.messaging.schemas import EngineInfo, GenerationParams
+
+log = get_logger(__name__)
 
 
 class HFGenerateEngine(Engine):
@@ -43,18 +48,46 @@ class HFGenerateEngine(Engine):
         results: list[GenerationResult | None] = [None] * len(requests)
         for params, indices in groups.items():
             group = [requests[i] for i in indices]
-            for index, result in zip(indices, self._generate_group(group, params), strict=True):
+            for index, result in zip(indices, self._generate_isolated(group, params), strict=True):
                 results[index] = result
-        return [result for result in results if result is not None]
+        answered = [result for result in results if result is not None]
+        if answered and all(result.error is not None for result in answered):
+            # nothing to tell one request's fault from the engine's: the jobs are retried
+            raise RuntimeError(f"every sequence of the batch failed: {answered[0].error}")
+        return answered
+
+    def _generate_isolated(
+        self, requests: list[GenerationRequest], params: GenerationParams
+    ) -> list[GenerationResult]:
+        """The group together; if that fails, each request alone, so that a request the model
+        cannot answer fails by itself and the other groups of the batch are not lost."""
+        try:
+            return self._generate_group(requests, params)
+        except Exception as error:
+            if len(requests) == 1:
+                return [self._failed(requests[0], error)]
+        results: list[GenerationResult] = []
+        for request in requests:
+            try:
+                results += self._generate_group([request], params)
+            except Exception as error:
+                results.append(self._failed(request, error))
+        return results
+
+    @staticmethod
+    def _failed(request: GenerationRequest, error: Exception) -> GenerationResult:
+        log.warning("sequence_generation_failed", request_id=request.request_id, error=repr(error))
+        return GenerationResult.failed(
+            request.request_id, GenerationError("generation_failed", f"generation failed: {error}")
+        )
 
     def _generate_group(
         self, requests: list[GenerationRequest], params: GenerationParams
     ) -> list[GenerationResult]:
         started = time.perf_counter()
-        texts = [self.render_prompt_text(request.messages) for request in requests]
-        # The template already holds the special tokens; the tokenizer must not add more.
-        batch = self.tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt")
-        prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
+        prompts = [self.encode_prompt(request.messages) for request in requests]
+        batch = _left_padded(prompts, self.tokenizer.pad_token_id)
+        prompt_lengths = [len(prompt) for prompt in prompts]
         kwargs: dict[str, Any] = {
             "max_new_tokens": params.max_new_tokens,
             "min_new_tokens": params.min_new_tokens or None,
@@ -113,3 +146,14 @@ class HFGenerateEngine(Engine):
             inference_ms=inference_ms,
             token_ids=tuple(tokens),
         )
+
+
+def _left_padded(prompts: list[list[int]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` of the prompts, padded on the left to one width."""
+    width = max(len(prompt) for prompt in prompts)
+    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        attention_mask[row, width - len(prompt) :] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}

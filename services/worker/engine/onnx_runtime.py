@@ -15,6 +15,7 @@ from transformers import AutoTokenizer
 
 from services.worker.engine.base import (
     ContinuousEngine,
+    GenerationError,
     GenerationRequest,
     GenerationResult,
     stop_token_ids,
@@ -92,17 +93,13 @@ class OnnxRuntimeEngine(ContinuousEngine):
         if not requests:
             return []
         prompts = [self.encode_prompt(request.messages) for request in requests]
-        with torch.inference_mode():
-            joining = DecodeBatch.prefill(
-                self.step_model, self.finisher, requests, prompts,
-                self.tokenizer.pad_token_id, self.padding,
-            )  # fmt: skip
-        results, joining = self._collect(joining)
+        failed, prefilled = self._prefill_isolated(list(requests), prompts)
+        results, joining = self._collect(prefilled)
         if joining is not None:
             self._batch = (
                 joining if self._batch is None else DecodeBatch.concatenate(self._batch, joining)
             )
-        return results
+        return failed + results
 
     def step(self) -> list[GenerationResult]:
         if self._batch is None:
@@ -114,6 +111,49 @@ class OnnxRuntimeEngine(ContinuousEngine):
 
     def abort(self) -> None:
         self._batch = None
+
+    def _prefill(
+        self, requests: Sequence[GenerationRequest], prompts: Sequence[list[int]]
+    ) -> DecodeBatch:
+        with torch.inference_mode():
+            return DecodeBatch.prefill(
+                self.step_model, self.finisher, requests, prompts,
+                self.tokenizer.pad_token_id, self.padding,
+            )  # fmt: skip
+
+    def _prefill_isolated(
+        self, requests: list[GenerationRequest], prompts: list[list[int]]
+    ) -> tuple[list[GenerationResult], DecodeBatch]:
+        """Prefill the joining requests together; if that fails, each alone, so that a request
+        the model cannot take fails by itself. If every one fails alone too, the engine is at
+        fault, not the requests: the first error goes up (the jobs are retried elsewhere)."""
+        try:
+            return [], self._prefill(requests, prompts)
+        except Exception as group_error:
+            if len(requests) == 1:
+                raise
+            failed: list[GenerationResult] = []
+            batches: list[DecodeBatch] = []
+            for request, prompt in zip(requests, prompts, strict=True):
+                try:
+                    batches.append(self._prefill([request], [prompt]))
+                except Exception as error:
+                    log.warning(
+                        "sequence_prefill_failed", request_id=request.request_id, error=repr(error)
+                    )
+                    failed.append(
+                        GenerationResult.failed(
+                            request.request_id,
+                            GenerationError("generation_failed", f"the model failed: {error}"),
+                            len(prompt),
+                        )
+                    )
+            if not batches:
+                raise group_error
+            joined = batches[0]
+            for batch in batches[1:]:
+                joined = DecodeBatch.concatenate(joined, batch)
+            return failed, joined
 
     def _collect(self, batch: DecodeBatch) -> tuple[list[GenerationResult], DecodeBatch | None]:
         results = [self.finisher.result(sequence) for sequence in batch.finished()]

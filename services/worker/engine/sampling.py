@@ -3,15 +3,32 @@
 Greedy rows take the arg-max; sampling rows apply their temperature and nucleus (top-p) and
 draw from their own seeded generator, so a seeded request gives the same answer whatever else
 shares its batch.
+
+A row whose logits or parameters cannot give a token (NaN or infinite logits, a temperature so
+small that the scaled logits overflow) fails alone: it is reported in ``ChosenTokens.failures``
+and the other rows get their tokens as if it were not there. One job's numbers must never fail
+another job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 
+from services.worker.engine.base import GenerationError
 from shared.messaging.schemas import GenerationParams
+
+
+@dataclass
+class ChosenTokens:
+    tokens: torch.Tensor  # [batch]: one id per row (0 for a failed row, which must not go on)
+    failures: dict[int, GenerationError] = field(default_factory=dict)  # row → why
+
+
+class SamplingError(ValueError):
+    pass
 
 
 def make_generator(params: GenerationParams) -> torch.Generator | None:
@@ -30,28 +47,45 @@ def next_tokens(
     params: Sequence[GenerationParams],
     generators: Sequence[torch.Generator | None],
     suppress: Sequence[Sequence[int]],
-) -> torch.Tensor:
+) -> ChosenTokens:
     """One token id per row of ``logits`` ([batch, vocab]).
 
     ``suppress[i]`` lists token ids row ``i`` may not produce yet (its stop tokens, while it
     is below its ``min_new_tokens``).
     """
     logits = logits.float()
+    # checked before suppression adds its own -inf: NaN or +inf anywhere, or nothing finite
+    broken = torch.isnan(logits).any(dim=-1) | torch.isposinf(logits).any(dim=-1)
+    broken |= ~torch.isfinite(logits).any(dim=-1)
     for row, banned in enumerate(suppress):
         if banned:
             logits[row, list(banned)] = -torch.inf
     chosen = torch.argmax(logits, dim=-1)
+    failures: dict[int, GenerationError] = {}
+    for row in broken.nonzero().flatten().tolist():
+        failures[row] = GenerationError(
+            "invalid_logits", "the model produced NaN or infinite scores for this sequence"
+        )
     for row, (row_params, generator) in enumerate(zip(params, generators, strict=True)):
-        if row_params.greedy:
+        if row in failures or row_params.greedy:
             continue
-        chosen[row] = _sample_row(logits[row], row_params, generator)
-    return chosen
+        try:
+            chosen[row] = _sample_row(logits[row], row_params, generator)
+        except (SamplingError, RuntimeError) as error:
+            failures[row] = GenerationError("sampling_failed", f"sampling failed: {error}")
+    for row in failures:
+        chosen[row] = 0
+    return ChosenTokens(chosen, failures)
 
 
 def _sample_row(
     logits: torch.Tensor, params: GenerationParams, generator: torch.Generator | None
 ) -> torch.Tensor:
     probabilities = torch.softmax(logits / params.temperature, dim=-1)
+    if not bool(torch.isfinite(probabilities).all()) or not float(probabilities.sum()) > 0:
+        raise SamplingError(
+            f"temperature {params.temperature:g} turns the scores into NaN or infinity"
+        )
     if params.top_p < 1.0:
         sorted_probs, order = torch.sort(probabilities, descending=True)
         cumulative = torch.cumsum(sorted_probs, dim=-1)

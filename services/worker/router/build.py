@@ -3,8 +3,6 @@ rule handlers."""
 
 from __future__ import annotations
 
-import httpx
-
 from services.worker.knowledge.embeddings import load_embedder
 from services.worker.router.answer_cache import AnswerCache
 from services.worker.router.handlers import RuleHandlers
@@ -13,6 +11,7 @@ from services.worker.router.tenant_knowledge import KnowledgeRegistry
 from shared.config import Settings
 from shared.logs import get_logger
 from shared.messaging.schemas import EngineInfo
+from shared.webhook_client import WebhookClient
 
 log = get_logger(__name__)
 
@@ -25,7 +24,7 @@ def build_router(settings: Settings, engine: EngineInfo) -> tuple[Router, Knowle
         cache=AnswerCache(settings.database_url, settings.answer_cache_size),
         handlers=RuleHandlers(
             allow_private=settings.rule_http_allow_private,
-            client=httpx.Client(follow_redirects=False),
+            client=WebhookClient(),
         ),
         thresholds=Thresholds(
             intent=settings.intent_threshold,

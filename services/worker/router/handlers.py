@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from standardwebhooks import Webhook
 
 from services.worker.router.intents import RecognisedIntent
 from shared.knowledge.schemas import HttpHandler, LocalizedText, fill_template
 from shared.logs import get_logger
-from shared.webhook_urls import WebhookUrlError, check_webhook_url
+from shared.webhook_client import WebhookClient, WebhookResponse
+from shared.webhook_urls import resolve_webhook_target
 
 log = get_logger(__name__)
 
@@ -43,7 +43,8 @@ class HandlerAnswer:
 @dataclass
 class RuleHandlers:
     allow_private: bool
-    client: httpx.Client
+    # connects only to the address it checked (no DNS rebinding), within one deadline
+    client: WebhookClient
 
     def answer(
         self, recognised: RecognisedIntent, lang: str, signing_secret: str | None
@@ -83,16 +84,21 @@ class RuleHandlers:
         )
         started = time.perf_counter()
         error = handler.error or GENERIC_ERROR
+        deadline = time.monotonic() + handler.timeout_s
         try:
-            check_webhook_url(url, allow_private=self.allow_private)
+            target = resolve_webhook_target(
+                url, allow_private=self.allow_private, resolve_timeout_s=handler.timeout_s
+            )
             response = self.client.request(
                 handler.method,
-                url,
-                content=body if handler.method == "POST" else None,
+                target,
+                content=body.encode(),
                 headers=self._headers(body, signing_secret),
-                timeout=handler.timeout_s,
+                deadline=deadline,
             )
-        except (httpx.HTTPError, WebhookUrlError) as failure:
+        except Exception as failure:
+            # a refused URL, a timeout, a broken answer or anything else: the customer gets the
+            # handler's error answer; one tenant's back end never fails the worker's batch
             log.warning("rule_call_failed", intent=recognised.intent.name, error=repr(failure))
             return fill_template(error.pick(lang), slots)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -104,7 +110,7 @@ class RuleHandlers:
         )
         if response.status_code == 404 and handler.not_found is not None:
             return fill_template(handler.not_found.pick(lang), slots)
-        fields = _json_object(response) if response.is_success else None
+        fields = _json_object(response) if 200 <= response.status_code < 300 else None
         if fields is None:
             return fill_template(error.pick(lang), slots)
         return fill_template(handler.answer.pick(lang), {**fields, **slots})
@@ -124,9 +130,11 @@ class RuleHandlers:
         return headers
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+def _json_object(response: WebhookResponse) -> dict[str, Any] | None:
+    if not response.complete:
+        return None  # longer than a look-up answer can be
     try:
-        data = response.json()
+        data = json.loads(response.body)
     except ValueError:
         return None
     if not isinstance(data, dict):

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any
 
 import numpy as np
 
@@ -61,18 +61,6 @@ KNOWLEDGE_INSTRUCTIONS = (
 CONTEXT_DISCOUNT = 0.98
 
 
-class InputModeration(Protocol):
-    """The seam for input moderation: a blocked input never reaches rules or the model."""
-
-    def check(self, tenant: TenantKnowledge, text: str, lang: str) -> str | None:
-        """The answer to give instead, or ``None`` to go on."""
-
-
-class AllowAll:
-    def check(self, tenant: TenantKnowledge, text: str, lang: str) -> str | None:
-        return None
-
-
 @dataclass(frozen=True)
 class RoutedAnswer:
     """Answered without the model."""
@@ -83,6 +71,7 @@ class RoutedAnswer:
     intent: IntentMatch | None = None
     handoff: bool = False
     route_ms: float = 0.0
+    moderation: dict[str, Any] | None = None  # what input moderation found
 
 
 @dataclass(frozen=True)
@@ -96,6 +85,8 @@ class ModelTask:
     sources: list[Source] = field(default_factory=list)
     cache_key: str | None = None
     route_ms: float = 0.0
+    moderation: dict[str, Any] | None = None  # what input moderation found
+    query: str | None = None  # the question as the model sees it (masked); None: as submitted
 
 
 @dataclass(frozen=True)
@@ -129,20 +120,26 @@ class Router:
     model_name: str
     knowledge_answer: KnowledgeAnswerMode = KnowledgeAnswerMode.EXTRACTIVE
     top_k: int = 3
-    moderation: InputModeration = field(default_factory=AllowAll)
 
     def route(self, tenant: TenantKnowledge, job: RouterInput) -> RoutedAnswer | ModelTask:
         started = time.perf_counter()
-        decision = self._decide(tenant, job)
+        lang = _language(job.query, job.history)
+        # input moderation first: a blocked question reaches neither the rules nor the model
+        screened = tenant.safety.moderator.check(job.query, stage="input", lang=lang)
+        decision: RoutedAnswer | ModelTask
+        if screened.action == "block":
+            decision = RoutedAnswer("moderation", tenant.safety.safe_answer_for(lang))
+        else:
+            masked = screened.text != job.query
+            decision = self._decide(tenant, replace(job, query=screened.text) if masked else job)
+            if masked and isinstance(decision, ModelTask):
+                decision = replace(decision, query=screened.text)
         elapsed = round((time.perf_counter() - started) * 1000, 3)
-        return replace(decision, route_ms=elapsed)
+        return replace(decision, route_ms=elapsed, moderation=screened.as_job_field())
 
     def _decide(self, tenant: TenantKnowledge, job: RouterInput) -> RoutedAnswer | ModelTask:
         query = job.query
         lang = _language(query, job.history)
-        blocked = self.moderation.check(tenant, query, lang)
-        if blocked is not None:
-            return RoutedAnswer("moderation", blocked)
 
         previous = previous_user_turn(job.history)
         context_query = f"{previous}\n{query}" if previous else None

@@ -27,6 +27,7 @@ from shared.db.engine import session_scope
 from shared.db.models import FaqEntry, IntentDefinitionRow, KbChunk, KbDocument, Tenant
 from shared.knowledge.schemas import IntentIn, LocalizedText, TenantSettings
 from shared.logs import get_logger
+from shared.tenant_safety import TenantSafety, build_tenant_safety, load_tenant_safety
 
 log = get_logger(__name__)
 
@@ -63,6 +64,8 @@ class TenantKnowledge:
     # said when nothing matches and the tenant set no fallback_answer: names the contact its
     # own documents give
     derived_fallback: LocalizedText | None = None
+    # the tenant's moderator (shipped lists + its own) and safe answer
+    safety: TenantSafety = field(default_factory=lambda: build_tenant_safety(TenantSettings(), []))
     _chunk_languages: set[str] | None = None
 
     @property
@@ -219,6 +222,7 @@ class KnowledgeRegistry:
                     .where(IntentDefinitionRow.tenant_id == tenant_id)
                     .order_by(IntentDefinitionRow.name)
                 ).all()
+                knowledge.safety = load_tenant_safety(session, tenant)
             self._index_chunks(knowledge, chunk_rows)
             self._index_faq(knowledge, faq_rows)
             self._compile_intents(knowledge, intent_rows)

@@ -1,0 +1,1 @@
+"""The admin API for a tenant's keys: list, issue, revoke, rotate."""

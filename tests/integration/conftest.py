@@ -1,0 +1,51 @@
+"""Fixtures of the integration tests that talk to the API in-process (Flask's test client)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from services.api.app import create_app
+from shared.api_keys import IssuedKey, create_api_key
+from shared.config import Settings
+from shared.db.engine import session_scope
+from shared.db.models import Tenant
+
+
+@dataclass
+class TenantApi:
+    """The API as a tenant's keys see it: its key, a colleague key, another tenant's key."""
+
+    client: FlaskClient
+    settings: Settings
+    key: IssuedKey
+    colleague: IssuedKey  # another key of the same tenant
+    stranger: IssuedKey  # a key of another tenant
+
+    def auth(self, key: IssuedKey | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {(key or self.key).key}"}
+
+    def put(self, path: str, body: Any, key: IssuedKey | None = None) -> Any:
+        return self.client.put(path, json=body, headers=self.auth(key))
+
+    def rows(self, model: type) -> int:
+        with session_scope(self.settings.database_url) as session:
+            return session.scalar(select(func.count()).select_from(model)) or 0
+
+    def version(self) -> int:
+        with session_scope(self.settings.database_url) as session:
+            return session.scalar(select(func.max(Tenant.knowledge_version))) or 0
+
+
+@pytest.fixture
+def api(backend_settings: Settings) -> TenantApi:
+    url = backend_settings.database_url
+    key = create_api_key(url, "shop")
+    colleague = create_api_key(url, "shop-rotated", tenant="shop")
+    stranger = create_api_key(url, "school")
+    app = create_app(backend_settings)
+    return TenantApi(app.test_client(), backend_settings, key, colleague, stranger)
