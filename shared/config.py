@@ -229,9 +229,10 @@ class Settings(BaseSettings):
     broker_polling_interval_s: float = Field(0.02, gt=0, le=10)
     """Polling interval of the embedded broker (kombu's 1 s default adds a second per hop)."""
     outbox_relay_interval_s: float = Field(2.0, gt=0, le=3600)
-    """How often a worker republishes jobs whose publish did not confirm."""
+    """How often each API process's outbox relay publishes jobs whose publish did not confirm."""
     outbox_grace_s: float = Field(10.0, ge=0, le=3600)
-    """Age an outbox row must reach before the relay takes it (the API may still be publishing)."""
+    """How long the API process that stored a job has its outbox row to itself (it may still be
+    publishing) before a relay may take it."""
 
     # --- webhooks ----------------------------------------------------------------------------
     webhook_allow_private: bool = False

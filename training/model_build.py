@@ -1,10 +1,12 @@
 """``chatq model build``: a Hugging Face causal LM (a folder, or the default GGUF) → fp32
-PyTorch folder → ONNX with KV cache → fused graph, checked for greedy-token parity with PyTorch,
-plus optional quantised variants judged by their agreement with fp32; a manifest describes it.
+PyTorch folder → ONNX with KV cache → fused graph whose logits are the last position's only
+(``prefill_logits``), checked for greedy-token parity with PyTorch, plus optional quantised
+variants judged by their agreement with fp32; a manifest describes it.
 
-Idempotent: a folder already built from the same source is left alone unless ``force`` (and
-only missing variants are added). The new build is made beside the target and swapped in at the
-end, so a failed or interrupted build never leaves a half-written model where workers look.
+Idempotent: a folder already built from the same source is left alone unless ``force`` (only
+missing variants are added, and a graph built before the last-position edit gets it in place and
+is checked again). The new build is made beside the target and swapped in at the end, so a
+failed or interrupted build never leaves a half-written model where workers look.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from tqdm import tqdm
 from shared.logs import get_logger
 from shared.model_layout import ModelLayout, ModelManifest
 from training.default_model import DEFAULT_MODEL_NAME, locate_default_gguf
+from training.prefill_logits import UnsupportedGraphError, keep_last_position_logits
 from training.variants import (
     AGREEMENT_NEW_TOKENS,
     AGREEMENT_PROMPTS,
+    ONNX_FILE,
     Quantization,
     agreement,
     fuse_graph,
@@ -135,6 +139,16 @@ def _tokens(model: Any, tokenizer: Any) -> list[list[int]]:
     return greedy_tokens(model, tokenizer, AGREEMENT_PROMPTS, AGREEMENT_NEW_TOKENS)
 
 
+def _keep_last_position_logits(onnx_dir: Path) -> bool:
+    """The prefill edit on ``onnx_dir``'s graph; a graph it does not fit keeps every position's
+    logits (the engine reads the last one either way, only slower)."""
+    try:
+        return keep_last_position_logits(onnx_dir / ONNX_FILE)
+    except UnsupportedGraphError as error:
+        log.warning("prefill_logits_not_sliced", model_dir=str(onnx_dir), reason=str(error))
+        return False
+
+
 def build_model(
     source: ModelSource,
     model_dir: Path,
@@ -154,6 +168,8 @@ def build_model(
     )
     if up_to_date and not force:
         log.info("model_up_to_date", model_dir=str(model_dir), name=manifest.name)
+        assert manifest is not None
+        manifest = _upgrade_prefill_logits(layout, manifest)
     else:
         manifest = _build_base(source, layout, progress)
     assert manifest is not None
@@ -199,12 +215,14 @@ def _build_base(source: ModelSource, layout: ModelLayout, progress: bool) -> Mod
         steps.set_postfix_str("fusing the graph")
         reference = _tokens(model, tokenizer)
         fuse_graph(exported, staging.onnx_dir, model.config)
+        _keep_last_position_logits(staging.onnx_dir)
         parity = agreement(reference, _tokens(_load_onnx(staging.onnx_dir), tokenizer))
         fused = parity.identical
         if not fused:
             log.warning("graph_fusion_changed_tokens", agreement=parity.token_agreement)
             shutil.rmtree(staging.onnx_dir)
             exported.rename(staging.onnx_dir)
+            _keep_last_position_logits(staging.onnx_dir)
         steps.update()
 
         steps.set_postfix_str("checking ONNX Runtime against PyTorch")
@@ -264,6 +282,47 @@ def _build_variant(
     log.info(
         "variant_built", variant=quantization.value, agreement=variants.get(quantization.value)
     )
+    return manifest
+
+
+def _upgrade_prefill_logits(layout: ModelLayout, manifest: ModelManifest) -> ModelManifest:
+    """Give a model built before the last-position edit the edit, in place, and check its
+    tokens again: fp32 against PyTorch, the checked variants against fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    names = ["fp32", *manifest.variants, *manifest.variant_errors]
+    edited = [
+        name
+        for name in dict.fromkeys(names)
+        if layout.variant_dir(name).is_dir()
+        and _keep_last_position_logits(layout.variant_dir(name))
+    ]
+    if not edited:
+        return manifest
+    log.info(
+        "model_upgraded", model_dir=str(layout.root), edit="last_position_logits", variants=edited
+    )
+    tokenizer = AutoTokenizer.from_pretrained(layout.onnx_dir, local_files_only=True)
+    fp32 = _tokens(_load_onnx(layout.onnx_dir), tokenizer)
+    parity = manifest.parity
+    if "fp32" in edited:
+        reference_model = AutoModelForCausalLM.from_pretrained(
+            layout.pytorch_dir, dtype=torch.float32, local_files_only=True
+        )
+        parity = agreement(_tokens(reference_model.eval(), tokenizer), fp32)
+        if not parity.identical:
+            log.warning(
+                "model_parity_mismatch", model_dir=str(layout.root), parity=parity.model_dump()
+            )
+    variants = dict(manifest.variants)
+    for name in edited:
+        if name in variants:
+            variants[name] = agreement(
+                fp32, _tokens(_load_onnx(layout.variant_dir(name)), tokenizer)
+            )
+    manifest = manifest.model_copy(update={"parity": parity, "variants": variants})
+    layout.write_manifest(manifest)
     return manifest
 
 

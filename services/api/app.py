@@ -17,9 +17,8 @@ from services.api.keys.views import blueprint as keys_blueprint
 from services.api.knowledge.views import blueprint as knowledge_blueprint
 from services.api.moderation.views import blueprint as moderation_blueprint
 from services.api.openapi.views import blueprint as openapi_blueprint
-from services.api.outbox_cleanup import OutboxCleanup
+from services.api.outbox import Outbox
 from services.api.problems import register_problem_handlers
-from services.api.publisher import JobPublisher
 from services.api.sessions.views import blueprint as sessions_blueprint
 from services.api.webhooks.views import blueprint as webhooks_blueprint
 from shared.config import Settings, get_settings
@@ -35,10 +34,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.api_trusted_proxies)  # type: ignore[method-assign]
     app.extensions[EXTENSION_KEY] = ApiContext(
         settings=settings,
-        publisher=JobPublisher(settings),
+        outbox=Outbox(settings),
         job_events=JobEvents(settings.database_url),
         queue_gate=QueueGate(settings),
-        outbox_cleanup=OutboxCleanup(settings.database_url),
     )
     install_access_control(app, settings)
     register_problem_handlers(app)

@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy import select
 
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 from services.api.rate_limits.open_waits import WaitSlots
 from services.api.rate_limits.token_bucket import BucketPolicy, Decision, TokenBuckets
 from shared.api_keys import Scope, hash_api_key, scopes_grant
@@ -61,7 +61,7 @@ class KeyRecord:
 
 
 def _unauthorized(detail: str) -> Problem:
-    return Problem(401, "unauthorized", "Missing or invalid API key", detail, headers=_CHALLENGE)
+    return Problem(ProblemType.UNAUTHORIZED, detail, headers=_CHALLENGE)
 
 
 def load_key(database_url: str, key_hash: str) -> KeyRecord | None:
@@ -216,9 +216,9 @@ def authenticate() -> KeyRecord:
         raise _unauthorized("The API key was rotated and its grace period is over.")
     if record.allowed_cidrs and not _address_allowed(request.remote_addr, record.allowed_cidrs):
         raise Problem(
-            403, "ip-not-allowed", "Address not allowed",
+            ProblemType.IP_NOT_ALLOWED,
             f"This API key may not be used from {request.remote_addr}.",
-        )  # fmt: skip
+        )
     return record
 
 
@@ -235,10 +235,11 @@ def _address_allowed(address: str | None, cidrs: tuple[str, ...]) -> bool:
 def _check_scope(caller: Caller, needed: Scope) -> None:
     if not scopes_grant(caller.scopes, needed):
         raise Problem(
-            403, "insufficient-scope", "Missing scope",
+            ProblemType.INSUFFICIENT_SCOPE,
             f"This API key lacks the scope {needed.value!r} this request needs.",
-            required_scope=needed.value, key_scopes=sorted(caller.scopes),
-        )  # fmt: skip
+            required_scope=needed.value,
+            key_scopes=sorted(caller.scopes),
+        )
 
 
 def _take_tokens(record: KeyRecord) -> None:
@@ -254,11 +255,11 @@ def _take_tokens(record: KeyRecord) -> None:
     g.rate_limit = decision
     if not decision.allowed:
         raise Problem(
-            429, "rate-limited", "Rate limit exceeded",
+            ProblemType.RATE_LIMITED,
             f"This API key may make {policy.per_s:g} requests per second with bursts of "
             f"{policy.burst}; retry in {decision.retry_after_seconds} s.",
             headers=decision.headers(),
-        )  # fmt: skip
+        )
 
 
 def require_api_key(scope: Scope | str | Callable[..., Any]) -> Any:

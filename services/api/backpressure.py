@@ -13,7 +13,7 @@ import uuid
 
 from sqlalchemy import func, select
 
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.models import Job, JobStatus
@@ -44,10 +44,11 @@ class QueueGate:
         depth = self._current_depth()
         if depth > bound:
             raise Problem(
-                429, "queue-full", "Too many jobs waiting",
+                ProblemType.QUEUE_FULL,
                 f"{depth} jobs are waiting for inference (limit {bound}); retry later.",
-                headers={"Retry-After": "5"}, queue_depth=depth,
-            )  # fmt: skip
+                headers={"Retry-After": "5"},
+                queue_depth=depth,
+            )
 
     def _check_tenant_share(self, tenant_id: uuid.UUID, jobs: int) -> None:
         # Counted from the jobs table (an index on tenant and status), and at most cap + 1 rows
@@ -70,11 +71,13 @@ class QueueGate:
             count = session.scalar(select(func.count()).select_from(open_jobs)) or 0
         if count + jobs > cap:
             raise Problem(
-                429, "tenant-queue-full", "Too many open jobs",
+                ProblemType.TENANT_QUEUE_FULL,
                 f"This tenant has {count} queued or running jobs (its share is {cap}); "
                 "retry when some have finished.",
-                headers={"Retry-After": "5"}, open_jobs=count, limit=cap,
-            )  # fmt: skip
+                headers={"Retry-After": "5"},
+                open_jobs=count,
+                limit=cap,
+            )
 
     def _current_depth(self) -> int:
         with self._lock:

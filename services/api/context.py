@@ -1,4 +1,4 @@
-"""What the API's request handlers share: settings, the job publisher, job events."""
+"""What the API's request handlers share: settings, the outbox, job events."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from flask import current_app
 
 from services.api.backpressure import QueueGate
 from services.api.job_events import JobEvents
-from services.api.outbox_cleanup import OutboxCleanup
-from services.api.publisher import JobPublisher
+from services.api.outbox import Outbox
 from shared.config import Settings
 
 EXTENSION_KEY = "chatq"
@@ -18,10 +17,9 @@ EXTENSION_KEY = "chatq"
 @dataclass
 class ApiContext:
     settings: Settings
-    publisher: JobPublisher
+    outbox: Outbox
     job_events: JobEvents
     queue_gate: QueueGate
-    outbox_cleanup: OutboxCleanup
 
 
 def api_context() -> ApiContext:

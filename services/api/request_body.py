@@ -21,7 +21,7 @@ from flask import request
 from pydantic import BaseModel
 
 from services.api.context import api_context
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -31,19 +31,17 @@ _READ_CHUNK_BYTES = 64 * 1024
 def parse_json_body(model: type[M]) -> M:
     if request.mimetype != "application/json":
         raise Problem(
-            415, "unsupported-media-type", "Unsupported media type",
+            ProblemType.UNSUPPORTED_MEDIA_TYPE,
             "Send the body as JSON with `Content-Type: application/json`.",
-        )  # fmt: skip
+        )
     settings = api_context().settings
     raw = read_body(settings.max_request_bytes)
     if not raw.strip():
-        raise Problem(400, "invalid-json", "Malformed JSON", "The request body is empty.")
+        raise Problem(ProblemType.INVALID_JSON, "The request body is empty.")
     try:
         document = pydantic_core.from_json(raw, allow_inf_nan=True)
     except ValueError:
-        raise Problem(
-            400, "invalid-json", "Malformed JSON", "The request body is not valid JSON."
-        ) from None
+        raise Problem(ProblemType.INVALID_JSON, "The request body is not valid JSON.") from None
     refuse_unstorable_values(document)
     return model.model_validate_json(raw, strict=True, context={"settings": settings})
 
@@ -67,8 +65,9 @@ def read_body(limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
-            raise Problem.for_status(
-                413, f"The request body is larger than the limit of {limit} bytes."
+            raise Problem(
+                ProblemType.PAYLOAD_TOO_LARGE,
+                f"The request body is larger than the limit of {limit} bytes.",
             )
     return b"".join(chunks)
 
@@ -81,7 +80,7 @@ def refuse_unstorable_values(document: Any) -> None:
     ]
     if errors:
         detail = "; ".join(f"{error['loc']}: {error['message']}" for error in errors[:10])
-        raise Problem(422, "validation-error", "Invalid request", detail, errors=errors[:100])
+        raise Problem(ProblemType.VALIDATION_ERROR, detail, errors=errors[:100])
 
 
 def _unstorable(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str, str]]:

@@ -27,9 +27,12 @@ from shared.webhook_client import WebhookClient
 
 log = get_logger(__name__)
 
-# A result that keeps failing for another reason than the database is given this many tries
+# A result that keeps failing for another reason than the database is given this many retries
 # before its job is failed: a poison outcome must not loop forever, nor leave its job running.
 MAX_FINALIZE_RETRIES = 5
+# Celery retries with exponential backoff, full jitter, at most this many seconds apart; with
+# max_retries=None a database that is restarting is waited for however long it takes.
+RETRY_BACKOFF_MAX_S = 30
 
 _webhook_client: WebhookClient | None = None
 _sweeper: DeliverySweeper | None = None
@@ -43,17 +46,31 @@ def webhook_client() -> WebhookClient:
     return _webhook_client
 
 
-def backoff_s(retries: int) -> float:
-    return float(min(30, 2**retries))
+class OutcomeNotStored(Exception):
+    """Storing an outcome failed for another reason than the database; retried a few times."""
 
 
 def enqueue_delivery(delivery_id: str) -> None:
     deliver_webhook.apply_async(args=[delivery_id], queue=WEBHOOK_QUEUE_NAME)
 
 
-@app.task(name=FINALIZE_JOB_TASK, bind=True, max_retries=None)
+@app.task(
+    name=FINALIZE_JOB_TASK,
+    bind=True,
+    autoretry_for=(OperationalError, OutcomeNotStored),
+    max_retries=None,
+    retry_backoff=True,
+    retry_backoff_max=RETRY_BACKOFF_MAX_S,
+    retry_jitter=True,
+)
 def finalize_job(self: Task, outcome: dict[str, Any]) -> None:
-    """Store an inference outcome, then hand its webhook (if any) to the delivery queue."""
+    """Store an inference outcome, then hand its webhook (if any) to the delivery queue.
+
+    Celery retries it (``autoretry_for``): after a database error (it is restarting) however
+    long; after another error ``MAX_FINALIZE_RETRIES`` times, and then the job fails with
+    ``postprocess_error`` instead. Failing it or handing off its webhooks is retried only after
+    a database error (the delivery sweeper starts deliveries whose hand-off was lost).
+    """
     try:
         parsed = InferenceOutcome.model_validate(outcome)
     except ValidationError as error:
@@ -62,12 +79,11 @@ def finalize_job(self: Task, outcome: dict[str, Any]) -> None:
     settings = get_settings()
     try:
         deliveries = record_outcome(settings, parsed)
-    except OperationalError as error:
-        # the database is restarting: wait for it, however long
-        raise self.retry(exc=error, countdown=backoff_s(self.request.retries)) from None
+    except OperationalError:
+        raise  # retried however long
     except Exception as error:
         if self.request.retries < MAX_FINALIZE_RETRIES:
-            raise self.retry(exc=error, countdown=backoff_s(self.request.retries)) from None
+            raise OutcomeNotStored(repr(error)) from error
         log.exception("finalize_failed", job_id=str(parsed.job_id))
         deliveries = record_failure(
             settings, parsed.job_id, "postprocess_error", f"storing the result failed: {error}"
@@ -77,13 +93,18 @@ def finalize_job(self: Task, outcome: dict[str, Any]) -> None:
         enqueue_delivery(delivery_id)
 
 
-@app.task(name=DELIVER_WEBHOOK_TASK, bind=True, max_retries=None)
-def deliver_webhook(self: Task, delivery_id: str) -> None:
-    """One delivery attempt; the sweeper starts the next one when it is due."""
-    try:
-        attempt_delivery(get_settings(), delivery_id, webhook_client())
-    except OperationalError as error:
-        raise self.retry(exc=error, countdown=backoff_s(self.request.retries)) from None
+@app.task(
+    name=DELIVER_WEBHOOK_TASK,
+    autoretry_for=(OperationalError,),
+    max_retries=None,
+    retry_backoff=True,
+    retry_backoff_max=RETRY_BACKOFF_MAX_S,
+    retry_jitter=True,
+)
+def deliver_webhook(delivery_id: str) -> None:
+    """One delivery attempt; the sweeper starts the next one when it is due. Celery retries
+    it while the database is away (an HTTP failure is the delivery's own schedule)."""
+    attempt_delivery(get_settings(), delivery_id, webhook_client())
 
 
 def consumes_webhooks(consumer: Any) -> bool:

@@ -4,7 +4,9 @@ A batch closes when it is full (``max_batch_size``) or when its oldest job has w
 ``max_wait_s``: under load batches fill at once, and a lone job waits at most ``max_wait_s``.
 Within what is waiting, the highest priority goes first (oldest first among equals), and the
 rest of the batch is filled with jobs of similar prompt length (power-of-two buckets) so that
-padding stays small. The consumer thread puts, the engine thread takes.
+padding stays small. The consumer thread puts, the preparer thread takes. With continuous
+batching the taker does not wait for company: an idle engine starts on a lone job at once and
+later jobs join it between decode steps.
 """
 
 from __future__ import annotations
@@ -72,6 +74,11 @@ class DynamicBatcher(Generic[T]):
             dropped = len(self._waiting)
             self._waiting.clear()
             return dropped
+
+    @property
+    def closed(self) -> bool:
+        with self._changed:
+            return self._closed
 
     def __len__(self) -> int:
         with self._changed:

@@ -1,7 +1,8 @@
 """From inference requests to engine requests, and from engine results to job outcomes.
 
 Expired jobs never reach the model; cancelled and already finished jobs are skipped; the rest
-are claimed (``in_progress``) and get their session's transcript. The router then answers what
+are claimed (``in_progress``) and get their session's transcript, both in one transaction. The
+worker does this on its preparer thread, ahead of the engine. The router then answers what
 it can without the model (rules, FAQ, cache, knowledge, fallback); the rest get a prompt within
 budget and go to the engine.
 """
@@ -15,7 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from services.worker.engine import Engine, GenerationRequest, GenerationResult
-from services.worker.job_state import claim_jobs, load_session_turns
+from services.worker.job_state import claim_with_transcripts
 from services.worker.prompt import PromptBuilder, PromptTooLongError
 from services.worker.router.router import ModelTask, RoutedAnswer, Router, RouterInput
 from services.worker.router.tenant_knowledge import KnowledgeRegistry
@@ -81,7 +82,10 @@ class BatchProcessor:
             else:
                 live.append((key, request))
 
-        claims = claim_jobs(self.database_url, {request.job_id for _, request in live})
+        claimed = claim_with_transcripts(
+            self.database_url, {request.job_id: request.session_id for _, request in live}
+        )
+        claims, transcripts = claimed.claims, claimed.transcripts
         runnable = []
         for key, request in live:
             claim = claims.get(request.job_id)
@@ -97,8 +101,6 @@ class BatchProcessor:
             else:
                 runnable.append((key, request))
 
-        session_ids = {r.session_id for _, r in runnable if r.session_id is not None}
-        transcripts = load_session_turns(self.database_url, session_ids)
         tenants = (
             self.registry.current({claims[r.job_id].tenant_id for _, r in runnable} - {None})
             if self.registry is not None and self.router is not None

@@ -9,7 +9,7 @@ from types import FrameType
 from services.worker.consumer import CeleryOutcomeSender, InferenceConsumer
 from services.worker.engine import load_engine
 from services.worker.inference import BatchProcessor
-from services.worker.outbox_relay import OutboxRelay
+from services.worker.preparer import own_token_counter
 from services.worker.prompt import PromptBuilder
 from services.worker.router.build import build_router
 from shared.config import get_settings
@@ -27,8 +27,9 @@ def main() -> None:
     router, registry = build_router(settings, engine.info)
     processor = BatchProcessor(
         engine=engine,
+        # prompts are built on the preparer thread, beside the engine's: a tokenizer of its own
         prompts=PromptBuilder(
-            settings.system_prompt, settings.max_prompt_tokens, engine.count_prompt_tokens
+            settings.system_prompt, settings.max_prompt_tokens, own_token_counter(engine)
         ),
         database_url=settings.database_url,
         max_attempts=settings.max_job_attempts,
@@ -38,7 +39,6 @@ def main() -> None:
     consumer = InferenceConsumer(
         settings, processor, CeleryOutcomeSender(make_celery(settings, "chatq-worker"))
     )
-    relay = OutboxRelay(settings)
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("worker_stopping", signal=signal.Signals(signum).name)
@@ -46,11 +46,9 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    relay.start()
     registry.start_watching(settings.knowledge_refresh_interval_s)
     log.info("worker_ready", engine=engine.info.name, providers=engine.info.providers)
     consumer.run()
-    relay.stop()
     registry.stop_watching()
     log.info("worker_stopped")
 

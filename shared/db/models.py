@@ -321,8 +321,10 @@ class WebhookAttempt(Base):
 class OutboxMessage(Base):
     """An inference request stored with its job, deleted once the broker confirmed it.
 
-    A row that outlives the API's own publish (broker down, process killed) is republished by
-    the relay in the inference workers, so an accepted job always reaches the queue.
+    ``next_attempt_at`` is a lease: the API process that stored the row holds it for
+    ``CHATQ_OUTBOX_GRACE_S`` while it publishes; after that the relay of any API process may
+    take it, pushing the time ahead before it publishes (services/api/outbox.py), so an
+    accepted job always reaches the queue.
     """
 
     __tablename__ = "outbox"
@@ -333,9 +335,7 @@ class OutboxMessage(Base):
     )
     payload: Mapped[dict[str, Any]] = mapped_column()
     priority: Mapped[int] = mapped_column(SmallInteger, default=0)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class KbDocument(Base):

@@ -19,6 +19,14 @@ def engine(tiny_model_dir: Path) -> OnnxRuntimeEngine:
     return load_onnx_engine(ModelLayout(tiny_model_dir).onnx_dir, Device.CPU, 0, "tiny")
 
 
+@pytest.fixture(scope="module")
+def bound_engine(tiny_model_dir: Path) -> OnnxRuntimeEngine:
+    """IO binding, as on CUDA: the runtime writes into buffers optimum allocates from the
+    graph's declared output shapes, and the KV cache comes back as those buffers."""
+    onnx_dir = ModelLayout(tiny_model_dir).onnx_dir
+    return load_onnx_engine(onnx_dir, Device.CPU, 0, "tiny", use_io_binding=True)
+
+
 def ask(request_id: str, question: str, **params: object) -> GenerationRequest:
     settings = {"max_new_tokens": 12, **params}
     return GenerationRequest(
@@ -87,3 +95,21 @@ def test_stop_sequences_end_the_answer(engine: OnnxRuntimeEngine) -> None:
 def test_padding_is_measured(engine: OnnxRuntimeEngine) -> None:
     engine.generate([ask("a", "Hi"), ask("b", "Where is my order? It has been two weeks now.")])
     assert 0 < engine.padding_ratio < 1
+
+
+def test_unequal_lengths_leave_and_join_under_io_binding(
+    engine: OnnxRuntimeEngine, bound_engine: OnnxRuntimeEngine
+) -> None:
+    assert bound_engine.step_model.model.use_io_binding
+    work = [
+        ask(f"r{i}", "Where is my order? " + "It is late. " * i, max_new_tokens=n, min_new_tokens=n)
+        for i, n in enumerate((3, 11, 6, 9))
+    ]
+    results = {r.request_id: r for r in bound_engine.add(work[:2])}
+    for _ in range(4):  # r0 leaves (a filter) while r1 runs on
+        results.update((r.request_id, r) for r in bound_engine.step())
+    results.update((r.request_id, r) for r in bound_engine.add(work[2:]))  # they join
+    while bound_engine.active:
+        results.update((r.request_id, r) for r in bound_engine.step())
+    assert [results[r.request_id].completion_tokens for r in work] == [3, 11, 6, 9]
+    assert [results[r.request_id].text for r in work] == [alone(engine, r) for r in work]

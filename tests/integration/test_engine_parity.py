@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from services.worker.engine import GenerationRequest
-from services.worker.engine.onnx_runtime import load_onnx_engine
+from services.worker.engine.onnx_runtime import computes_last_position_only, load_onnx_engine
 from services.worker.engine.pytorch import load_pytorch_engine
 from shared.config import Device
 from shared.messaging.schemas import GenerationParams
@@ -52,6 +52,12 @@ def test_a_request_alone_gets_the_same_tokens_as_in_a_batch(engines) -> None:  #
     batched = onnx.generate(requests(16))
     alone = [onnx.generate([request])[0] for request in requests(16)]
     assert [r.text for r in alone] == [r.text for r in batched]
+
+
+def test_both_engines_compute_the_prefill_logits_of_the_last_position_only(engines) -> None:  # type: ignore[no-untyped-def]
+    onnx, torch = engines
+    assert computes_last_position_only(onnx.step_model.model)  # the built graph's edit
+    assert torch.model._supports_logits_to_keep()  # generate() then asks for one position
 
 
 def test_the_onnx_engine_reports_the_providers_its_session_really_got(engines) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,8 @@
 import threading
 import time
 
+import pytest
+
 from services.worker.batcher import DynamicBatcher
 
 
@@ -87,3 +89,12 @@ def test_without_waiting_for_company_whatever_waits_is_taken_at_once() -> None:
     started = time.monotonic()
     assert batcher.next_batch(idle_timeout_s=0, limit=4, wait_for_company=False) == [1]
     assert time.monotonic() - started < 30
+
+
+def test_a_closed_batcher_says_so_and_refuses_new_items() -> None:
+    batcher: DynamicBatcher[int] = DynamicBatcher(max_batch_size=2, max_wait_s=0)
+    assert not batcher.closed
+    batcher.close()
+    assert batcher.closed
+    with pytest.raises(RuntimeError):
+        batcher.put(1)

@@ -14,7 +14,7 @@ from services.api.context import api_context
 from services.api.jobs.protocol import JobCreate
 from services.api.jobs.service import request_fingerprint, submit_job, wait_for_job
 from services.api.jobs.views import job_response
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 from services.api.request_body import parse_json_body
 from shared.api_keys import Scope
 from shared.db.models import JobStatus
@@ -42,14 +42,16 @@ def chat() -> Response:
     link = f"/v1/jobs/{job_id}"
     if job is None or not job.status.is_terminal:
         raise Problem(
-            504, "timeout", "Timed out",
+            ProblemType.TIMEOUT,
             f"No answer within {ctx.settings.chat_timeout_s:g} s; the job goes on: poll {link}.",
-            job_id=str(job_id), headers={"Location": link},
-        )  # fmt: skip
+            job_id=str(job_id),
+            headers={"Location": link},
+        )
     if job.status is not JobStatus.COMPLETED:
         raise Problem(
-            502, "job-failed", "The job failed",
+            ProblemType.JOB_FAILED,
             f"The job ended {job.status.value}: {(job.error or {}).get('message', 'no reason')}.",
-            job_id=str(job_id), status_of_job=job.status.value,
-        )  # fmt: skip
+            job_id=str(job_id),
+            status_of_job=job.status.value,
+        )
     return job_response(job, 200)

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from services.api.context import api_context
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 from shared.db.engine import get_engine
 from shared.logs import get_logger
 
@@ -32,13 +32,15 @@ def readyz() -> Response:
     except Exception as error:
         failures["database"] = repr(error)
     try:
-        ctx.publisher.check()
+        ctx.outbox.check()
     except Exception as error:
         failures["broker"] = repr(error)
     if failures:
         log.warning("not_ready", **failures)
         raise Problem(
-            503, "not-ready", "Not ready", "A dependency is unreachable: " + ", ".join(failures),
-            checks={name: "down" for name in failures}, headers={"Retry-After": "5"},
-        )  # fmt: skip
+            ProblemType.NOT_READY,
+            "A dependency is unreachable: " + ", ".join(failures),
+            checks={name: "down" for name in failures},
+            headers={"Retry-After": "5"},
+        )
     return jsonify(status="ready", checks={"database": "up", "broker": "up"})

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify
 
 from services.api.auth import current_caller, require_api_key
 from services.api.context import api_context
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 from services.api.request_body import parse_json_body
 from shared.api_keys import Scope
 from shared.db.engine import session_scope
@@ -32,9 +32,8 @@ def _intent_view(row: IntentDefinitionRow) -> dict[str, Any]:
 def _check_name(name: str) -> str:
     if not INTENT_NAME_PATTERN.fullmatch(name):
         raise Problem(
-            422, "invalid-id", "Invalid id",
-            "Intent names are 1-64 characters of A-Z a-z 0-9 . _ -.",
-        )  # fmt: skip
+            ProblemType.INVALID_ID, "Intent names are 1-64 characters of A-Z a-z 0-9 . _ -."
+        )
     return name
 
 
@@ -67,7 +66,7 @@ def get_intent(name: str) -> Response:
     with session_scope(api_context().settings.database_url) as session:
         row = store.get_intent(session, current_caller().tenant_id, name)
         if row is None:
-            raise Problem.for_status(404, f"No intent {name!r}.")
+            raise Problem(ProblemType.NOT_FOUND, f"No intent {name!r}.")
         body = _intent_view(row)
     return jsonify(body)
 
@@ -78,7 +77,7 @@ def delete_intent(name: str) -> Response:
     _check_name(name)
     with session_scope(api_context().settings.database_url) as session:
         if not store.delete_intent(session, current_caller().tenant_id, name):
-            raise Problem.for_status(404, f"No intent {name!r}.")
+            raise Problem(ProblemType.NOT_FOUND, f"No intent {name!r}.")
     return Response(status=204)
 
 
@@ -88,7 +87,7 @@ def get_tenant() -> Response:
     with session_scope(api_context().settings.database_url) as session:
         tenant = session.get(Tenant, current_caller().tenant_id)
         if tenant is None:
-            raise Problem.for_status(404, "The key's tenant no longer exists.")
+            raise Problem(ProblemType.NOT_FOUND, "The key's tenant no longer exists.")
         body = store.tenant_summary(session, tenant)
     return jsonify(body)
 

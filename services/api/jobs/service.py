@@ -15,15 +15,12 @@ from sqlalchemy.orm import Session
 from services.api.auth import Caller
 from services.api.context import ApiContext
 from services.api.jobs.protocol import JobCreate
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 from shared.db.engine import session_scope
-from shared.db.models import ChatSession, Job, JobStatus, OutboxMessage, utcnow
+from shared.db.models import ChatSession, Job, JobStatus, utcnow
 from shared.db.notifications import notify_job_finished
-from shared.logs import get_logger
 from shared.messaging.schemas import ChatTurn, GenerationParams, InferenceRequest
 from shared.webhook_urls import WebhookUrlError, check_webhook_url
-
-log = get_logger(__name__)
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
@@ -55,9 +52,9 @@ def submit_job(
     settings = ctx.settings
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
         raise Problem(
-            400, "invalid-idempotency-key", "Invalid Idempotency-Key",
+            ProblemType.INVALID_IDEMPOTENCY_KEY,
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters.",
-        )  # fmt: skip
+        )
     if job_in.webhook_url is not None:
         try:
             check_webhook_url(
@@ -66,9 +63,7 @@ def submit_job(
                 resolve_timeout_s=settings.webhook_resolve_timeout_s,
             )
         except WebhookUrlError as error:
-            raise Problem(
-                422, "invalid-webhook-url", "Webhook URL refused", f"webhook_url {error}.",
-            ) from None  # fmt: skip
+            raise Problem(ProblemType.INVALID_WEBHOOK_URL, f"webhook_url {error}.") from None
 
     ctx.queue_gate.check(caller.tenant_id)
     try:
@@ -136,22 +131,12 @@ def _store_and_publish(
             submitted_at=now,
         )
         payload = request.model_dump(mode="json")
-        outbox = OutboxMessage(
-            job_id=job.id, payload=payload, priority=job.priority, created_at=now
-        )
         session.add(job)
         session.flush()  # the job row first: the outbox row refers to it
-        session.add(outbox)
-        session.flush()
-        outbox_id = outbox.id
+        outbox_id = ctx.outbox.add(session, job.id, payload, job.priority, now)
 
-    try:
-        ctx.publisher.publish(payload, job.priority)
-    except Exception as error:
-        # Accepted all the same: the job and its request are stored, and the relay will publish.
-        log.warning("publish_deferred_to_outbox", job_id=str(job.id), error=repr(error))
-    else:
-        ctx.outbox_cleanup.confirmed(outbox_id)
+    # Accepted once committed, confirmed or not: unconfirmed, the outbox relay publishes it.
+    ctx.outbox.publish(outbox_id, payload, job.priority)
     return Submission(job, created=True)
 
 
@@ -164,9 +149,10 @@ def _job_by_idempotency_key(session: Session, caller: Caller, key: str) -> Job |
 def _replay(existing: Job, fingerprint: str) -> Submission:
     if existing.request_hash != fingerprint:
         raise Problem(
-            409, "idempotency-key-reused", "Idempotency-Key reused",
-            "This Idempotency-Key was used with a different request body.", job_id=str(existing.id),
-        )  # fmt: skip
+            ProblemType.IDEMPOTENCY_KEY_REUSED,
+            "This Idempotency-Key was used with a different request body.",
+            job_id=str(existing.id),
+        )
     return Submission(existing, created=False)
 
 
@@ -202,10 +188,10 @@ def cancel_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> Job | None
             return None
         if job.status.is_terminal:
             raise Problem(
-                409, "job-finished", "Job already finished",
+                ProblemType.JOB_FINISHED,
                 f"The job is {job.status.value}; only queued or running jobs can be cancelled.",
                 job_status=job.status.value,
-            )  # fmt: skip
+            )
         now = utcnow()
         job.status = JobStatus.CANCELLED
         job.completed_at = now

@@ -16,7 +16,7 @@ from services.api.jobs.service import (
     submit_job,
     wait_for_job,
 )
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 from services.api.request_body import parse_json_body
 from shared.api_keys import Scope
 from shared.db.models import Job
@@ -35,7 +35,7 @@ def parse_job_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError:
-        raise Problem.for_status(404, f"No job {raw!r}.") from None
+        raise Problem(ProblemType.NOT_FOUND, f"No job {raw!r}.") from None
 
 
 def parse_wait(max_wait_s: float) -> float:
@@ -48,9 +48,9 @@ def parse_wait(max_wait_s: float) -> float:
         wait = -1.0
     if not 0 <= wait <= max_wait_s:
         raise Problem(
-            400, "invalid-parameter", "Invalid query parameter",
+            ProblemType.INVALID_PARAMETER,
             f"wait must be a number of seconds from 0 to {max_wait_s:g}.",
-        )  # fmt: skip
+        )
     return wait
 
 
@@ -84,7 +84,7 @@ def get_job(job_id: str) -> Response:
     else:
         job = load_job(ctx, current_caller(), parsed)
     if job is None:
-        raise Problem.for_status(404, f"No job {job_id!r}.")
+        raise Problem(ProblemType.NOT_FOUND, f"No job {job_id!r}.")
     return job_response(job, 200)
 
 
@@ -93,5 +93,5 @@ def get_job(job_id: str) -> Response:
 def cancel(job_id: str) -> Response:
     job = cancel_job(api_context(), current_caller(), parse_job_id(job_id))
     if job is None:
-        raise Problem.for_status(404, f"No job {job_id!r}.")
+        raise Problem(ProblemType.NOT_FOUND, f"No job {job_id!r}.")
     return job_response(job, 200)

@@ -7,13 +7,13 @@ import uuid
 
 from services.api.auth import Caller
 from services.api.keys.protocol import IssuedKeyView, KeyCreate, KeyView
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 from shared import api_keys
 from shared.api_keys import KeyInfo, KeyNotUsableError, UnknownKeyError
 
 
 def _not_found(key_id: str) -> Problem:
-    return Problem.for_status(404, f"No key {key_id!r}.")
+    return Problem(ProblemType.NOT_FOUND, f"No key {key_id!r}.")
 
 
 def _parse_key_id(raw: str) -> uuid.UUID:
@@ -49,7 +49,7 @@ def create_key(database_url: str, caller: Caller, key_in: KeyCreate) -> IssuedKe
             rate_limit_burst=key_in.rate_limit_burst,
         )
     except ValueError as error:
-        raise Problem(422, "validation-error", "Invalid request", str(error)) from None
+        raise Problem(ProblemType.VALIDATION_ERROR, str(error)) from None
     return IssuedKeyView.issued(issued, _info(database_url, caller, issued.id))
 
 
@@ -71,5 +71,5 @@ def rotate_key(database_url: str, caller: Caller, raw_id: str, grace_s: float) -
     except UnknownKeyError:
         raise _not_found(raw_id) from None
     except KeyNotUsableError as error:
-        raise Problem(409, "key-not-usable", "Key revoked or expired", str(error)) from None
+        raise Problem(ProblemType.KEY_NOT_USABLE, str(error)) from None
     return IssuedKeyView.issued(rotation.new, _info(database_url, caller, rotation.new.id))

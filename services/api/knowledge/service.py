@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import request
 
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 from shared.db.models import FaqEntry, KbDocument
 from shared.knowledge.schemas import is_valid_external_id
 
@@ -18,10 +18,9 @@ MAX_PAGE_SIZE = 200
 def check_external_id(raw: str) -> str:
     if not is_valid_external_id(raw):
         raise Problem(
-            422, "invalid-id", "Invalid id",
-            "Ids are 1-128 characters of A-Z a-z 0-9 . _ - (got "
-            f"{raw[:140]!r}).",
-        )  # fmt: skip
+            ProblemType.INVALID_ID,
+            f"Ids are 1-128 characters of A-Z a-z 0-9 . _ - (got {raw[:140]!r}).",
+        )
     return raw
 
 
@@ -34,9 +33,9 @@ def page_arguments() -> tuple[int, str | None]:
         limit = -1
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise Problem(
-            400, "invalid-parameter", "Invalid query parameter",
+            ProblemType.INVALID_PARAMETER,
             f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.",
-        )  # fmt: skip
+        )
     after = request.args.get("after") or None
     if after is not None:
         check_external_id(after)
@@ -84,4 +83,4 @@ def faq_view(entry: FaqEntry) -> dict[str, Any]:
 
 
 def not_found(kind: str, external_id: str) -> Problem:
-    return Problem.for_status(404, f"No {kind} {external_id!r}.")
+    return Problem(ProblemType.NOT_FOUND, f"No {kind} {external_id!r}.")

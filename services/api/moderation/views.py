@@ -10,7 +10,7 @@ from flask import Blueprint, Response, jsonify
 
 from services.api.auth import current_caller, require_api_key
 from services.api.context import api_context
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 from services.api.request_body import parse_json_body
 from shared.api_keys import Scope
 from shared.db.engine import session_scope
@@ -23,9 +23,8 @@ blueprint = Blueprint("moderation", __name__, url_prefix="/v1/moderation")
 def _check_name(name: str) -> str:
     if not LIST_NAME_PATTERN.fullmatch(name):
         raise Problem(
-            422, "invalid-id", "Invalid id",
-            "List names are 1-128 characters of A-Z a-z 0-9 . _ -.",
-        )  # fmt: skip
+            ProblemType.INVALID_ID, "List names are 1-128 characters of A-Z a-z 0-9 . _ -."
+        )
     return name
 
 
@@ -60,7 +59,7 @@ def get_list(name: str) -> Response:
     with session_scope(api_context().settings.database_url) as session:
         row = tenant_lists.get_list(session, current_caller().tenant_id, name)
         if row is None:
-            raise Problem.for_status(404, f"No moderation list {name!r}.")
+            raise Problem(ProblemType.NOT_FOUND, f"No moderation list {name!r}.")
         view = tenant_lists.list_view(row)
     return jsonify(view)
 
@@ -71,5 +70,5 @@ def delete_list(name: str) -> Response:
     _check_name(name)
     with session_scope(api_context().settings.database_url) as session:
         if not tenant_lists.delete_list(session, current_caller().tenant_id, name):
-            raise Problem.for_status(404, f"No moderation list {name!r}.")
+            raise Problem(ProblemType.NOT_FOUND, f"No moderation list {name!r}.")
     return Response(status=204)

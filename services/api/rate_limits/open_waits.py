@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, func, select
 
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 from shared.db.engine import session_scope
 from shared.db.models import ApiKey, OpenWait, utcnow
 
@@ -56,11 +56,12 @@ class WaitSlots:
             )
             if (held or 0) >= self.cap:
                 raise Problem(
-                    429, "too-many-waits", "Too many open waits",
+                    ProblemType.TOO_MANY_WAITS,
                     f"This API key already holds {held} open waits (long-polls and /v1/chat; "
                     f"limit {self.cap}); retry when one has finished, or poll without ?wait.",
-                    headers={"Retry-After": "1"}, limit=self.cap,
-                )  # fmt: skip
+                    headers={"Retry-After": "1"},
+                    limit=self.cap,
+                )
             slot = OpenWait(
                 id=uuid.uuid4(),
                 api_key_id=key_id,

@@ -10,7 +10,7 @@ from sqlalchemy import select, tuple_
 
 from services.api.auth import current_caller, require_api_key
 from services.api.context import api_context
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 from shared.api_keys import Scope
 from shared.db.engine import session_scope
 from shared.db.models import ChatSession, Message
@@ -26,9 +26,8 @@ def _page_size() -> int:
     raw = request.args.get("limit", str(DEFAULT_PAGE))
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
         raise Problem(
-            400, "invalid-parameter", "Invalid query parameter",
-            f"limit must be a whole number from 1 to {MAX_PAGE}.",
-        )  # fmt: skip
+            ProblemType.INVALID_PARAMETER, f"limit must be a whole number from 1 to {MAX_PAGE}."
+        )
     return int(raw)
 
 
@@ -51,7 +50,7 @@ def _tenant_session(session: Any, external_id: str) -> ChatSession:
         )
     )
     if found is None:
-        raise Problem.for_status(404, f"No session {external_id!r}.")
+        raise Problem(ProblemType.NOT_FOUND, f"No session {external_id!r}.")
     return found
 
 
@@ -79,9 +78,9 @@ def list_messages(external_id: str) -> Response:
                 cursor = None
             if cursor is None:
                 raise Problem(
-                    400, "invalid-parameter", "Invalid query parameter",
+                    ProblemType.INVALID_PARAMETER,
                     "after must be the id of a message of this session.",
-                )  # fmt: skip
+                )
             query = query.where(
                 tuple_(Message.created_at, Message.job_id, Message.position)
                 > tuple_(cursor.created_at, cursor.job_id, cursor.position)
@@ -104,5 +103,5 @@ def delete_session(external_id: str) -> Response:
         try:
             erase_session(session, chat_session)
         except SessionBusyError as busy:
-            raise Problem(409, "session-busy", "Session has unfinished jobs", str(busy)) from None
+            raise Problem(ProblemType.SESSION_BUSY, str(busy)) from None
     return Response(status=204)

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from services.api.auth import Caller
 from services.api.context import ApiContext
-from services.api.problems import Problem
+from services.api.problems import Problem, ProblemType
 from shared.db.engine import session_scope
 from shared.db.models import DeliveryStatus, Job, WebhookAttempt, WebhookDelivery, utcnow
 
@@ -38,7 +38,7 @@ def _deliveries(session: Any, caller: Caller, job_id: uuid.UUID) -> list[Webhook
         select(Job.id).where(Job.id == job_id, Job.tenant_id == caller.tenant_id)
     )
     if owned is None:
-        raise Problem.for_status(404, f"No job {job_id}.")
+        raise Problem(ProblemType.NOT_FOUND, f"No job {job_id}.")
     return list(
         session.scalars(
             select(WebhookDelivery)
@@ -69,10 +69,7 @@ def resend_dead(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> list[dict
     with session_scope(ctx.settings.database_url) as session:
         dead = [d for d in _deliveries(session, caller, job_id) if d.status is DeliveryStatus.DEAD]
         if not dead:
-            raise Problem(
-                409, "nothing-to-resend", "Nothing to re-send",
-                "The job has no dead webhook deliveries.",
-            )  # fmt: skip
+            raise Problem(ProblemType.NOTHING_TO_RESEND, "The job has no dead webhook deliveries.")
         now = utcnow()
         for delivery in dead:
             delivery.status = DeliveryStatus.PENDING

@@ -204,20 +204,23 @@ class DecodeBatch:
             return None
         if len(keep) == len(self):
             return self
-        index = torch.tensor(keep, dtype=torch.long)
-        attention_mask = self.attention_mask.index_select(0, index)
+        rows = RowIndex(keep)
+        attention_mask = self.attention_mask.index_select(0, rows.on(self.attention_mask))
         # columns that every remaining row pads are dead weight: cut them
         first = int(attention_mask.any(dim=0).nonzero()[0])
         attention_mask = attention_mask[:, first:]
         past = tuple(
-            (key.index_select(0, index)[:, :, first:], value.index_select(0, index)[:, :, first:])
+            (
+                key.index_select(0, rows.on(key))[:, :, first:],
+                value.index_select(0, rows.on(value))[:, :, first:],
+            )
             for key, value in self.past
         )
         return DecodeBatch(
             [self.sequences[i] for i in keep],
             past,
             attention_mask,
-            self.last_tokens.index_select(0, index),
+            self.last_tokens.index_select(0, rows.on(self.last_tokens)),
         )
 
     @staticmethod
@@ -238,6 +241,25 @@ class DecodeBatch:
             torch.cat([parts[0][1], parts[1][1]], dim=0),
             torch.cat([first.last_tokens, second.last_tokens], dim=0),
         )
+
+
+class RowIndex:
+    """Row numbers as an index tensor on the device of whatever they select from.
+
+    The mask and the next tokens live on the host (sampling runs there); the KV cache lives
+    where the runtime left it: on the GPU under IO binding, and ``index_select`` takes an index
+    only from its own tensor's device. One copy per device, not one per layer.
+    """
+
+    def __init__(self, rows: Sequence[int]) -> None:
+        self._host = torch.tensor(rows, dtype=torch.long)
+        self._by_device: dict[torch.device, torch.Tensor] = {self._host.device: self._host}
+
+    def on(self, tensor: torch.Tensor) -> torch.Tensor:
+        index = self._by_device.get(tensor.device)
+        if index is None:
+            index = self._by_device[tensor.device] = self._host.to(tensor.device)
+        return index
 
 
 def _left_pad(batch: DecodeBatch, width: int) -> tuple[PastKeyValues, torch.Tensor]:

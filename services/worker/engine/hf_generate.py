@@ -103,6 +103,8 @@ class HFGenerateEngine(Engine):
             if params.seed is not None:
                 torch.manual_seed(params.seed)
         device = next(self.model.parameters()).device
+        # generate() passes logits_to_keep=1 to models that take it (Llama, Qwen2, …): the
+        # prefill scores only the last position, as the ONNX graph's edit does
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=batch["input_ids"].to(device),

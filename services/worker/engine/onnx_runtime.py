@@ -47,6 +47,8 @@ class OptimumStepModel:
 
     On CUDA optimum binds inputs and outputs to device memory (IO binding), so the KV cache
     stays on the GPU between steps; only the last position's logits come back to the host.
+    A graph built by ``chatq model build`` computes only those (``[batch, 1, vocab]``); one
+    built before that edit computes every position's, and the last is taken here.
     """
 
     def __init__(self, model: ORTModelForCausalLM) -> None:
@@ -163,17 +165,30 @@ class OnnxRuntimeEngine(ContinuousEngine):
         return results, batch.filter(keep)
 
 
+def computes_last_position_only(model: ORTModelForCausalLM) -> bool:
+    """Whether the session's ``logits`` are ``[batch, 1, vocab]`` (the prefill edit of
+    ``training.prefill_logits``) rather than one row per input position."""
+    shape = next(o.shape for o in model.session.get_outputs() if o.name == "logits")
+    return len(shape) == 3 and shape[1] == 1
+
+
 def load_onnx_engine(
-    onnx_dir: Path, device: Device, intra_op_threads: int, model_name: str, variant: str = "fp32"
+    onnx_dir: Path,
+    device: Device,
+    intra_op_threads: int,
+    model_name: str,
+    variant: str = "fp32",
+    use_io_binding: bool | None = None,
 ) -> OnnxRuntimeEngine:
+    """``use_io_binding``: None binds on CUDA only (where it keeps inputs, outputs and the KV
+    cache on the GPU between decode steps); tests set it to run that path on the CPU."""
     wanted = PROVIDERS[device]
     model = ORTModelForCausalLM.from_pretrained(
         onnx_dir,
         provider=wanted,
         session_options=session_options(intra_op_threads),
         use_cache=True,
-        # IO binding keeps inputs, outputs and the KV cache on the GPU between decode steps.
-        use_io_binding=device is Device.CUDA,
+        use_io_binding=device is Device.CUDA if use_io_binding is None else use_io_binding,
         local_files_only=True,
     )
     # onnxruntime-gpu falls back to the CPU with nothing but a log line: ask the session itself.
@@ -184,6 +199,14 @@ def load_onnx_engine(
             f"CHATQ_DEVICE={device.value} asked for {wanted}, but ONNX Runtime gave {providers}. "
             "Install the gpu extra (onnxruntime-gpu, never beside onnxruntime) and check that "
             "CUDA and cuDNN are visible, or set CHATQ_DEVICE=cpu."
+        )
+    if not computes_last_position_only(model):
+        # still correct, only slower: every prefill multiplies every position by lm_head
+        log.warning(
+            "model_prefill_computes_every_position",
+            model_dir=str(onnx_dir),
+            fix="run the `chatq model build` that built it again (same --from and --out): "
+            "it adds the last-position edit to the built graph in place",
         )
     tokenizer = AutoTokenizer.from_pretrained(onnx_dir, local_files_only=True)
     info = EngineInfo(name="onnxruntime", providers=providers, model=model_name, variant=variant)

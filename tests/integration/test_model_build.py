@@ -1,0 +1,92 @@
+"""``chatq model build`` makes the prefill compute the last position's logits only, and a model
+built before that keeps working and is upgraded in place by the next build (tiny model, built
+from a config here, no download)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+
+from services.worker.engine import GenerationRequest
+from services.worker.engine.onnx_runtime import computes_last_position_only, load_onnx_engine
+from shared.config import Device
+from shared.messaging.schemas import GenerationParams
+from shared.model_layout import ModelLayout
+from training.model_build import ModelSource, build_model
+from training.prefill_logits import LOGITS, SLICE_NODE, keeps_last_position_only
+from training.random_model import build_random_model
+
+QUESTIONS = ["Hi", "Where is my order? I ordered it two weeks ago and nothing has arrived yet."]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelSource, Path]:
+    root = tmp_path_factory.mktemp("build")
+    source = ModelSource.from_folder(build_random_model(root / "source", "tiny", seed=0))
+    build_model(source, root / "model", progress=False)
+    return source, root / "model"
+
+
+def graph(model_dir: Path) -> onnx.ModelProto:
+    return onnx.load(str(ModelLayout(model_dir).onnx_dir / "model.onnx"))
+
+
+def as_built_before_the_edit(model_dir: Path) -> None:
+    """Undo the edit: lm_head reads every position again, as optimum exported it."""
+    path = ModelLayout(model_dir).onnx_dir / "model.onnx"
+    model = onnx.load(str(path))
+    edit = next(n for n in model.graph.node if n.name == SLICE_NODE)
+    hidden, *constants = edit.input
+    sliced = edit.output[0]
+    model.graph.node.remove(edit)
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name == sliced:
+                node.input[i] = hidden
+    for initializer in [i for i in model.graph.initializer if i.name in constants]:
+        model.graph.initializer.remove(initializer)
+    output = next(o for o in model.graph.output if o.name == LOGITS)
+    output.type.tensor_type.shape.dim[1].dim_param = "sequence_length"
+    onnx.save_model(model, str(path))
+
+
+def answers(model_dir: Path) -> list[tuple[int, ...]]:
+    engine = load_onnx_engine(ModelLayout(model_dir).onnx_dir, Device.CPU, 0, "tiny")
+    params = GenerationParams(max_new_tokens=12, min_new_tokens=12)
+    work = [
+        GenerationRequest(str(i), [{"role": "user", "content": q}], params)
+        for i, q in enumerate(QUESTIONS)
+    ]
+    return [result.token_ids for result in engine.generate(work)]
+
+
+def test_a_new_build_computes_the_prefill_logits_of_the_last_position_only(
+    built: tuple[ModelSource, Path],
+) -> None:
+    _source, model_dir = built
+    assert keeps_last_position_only(graph(model_dir))
+    manifest = ModelLayout(model_dir).require_manifest()
+    assert manifest.parity.identical  # the same greedy tokens as PyTorch
+    engine = load_onnx_engine(ModelLayout(model_dir).onnx_dir, Device.CPU, 0, "tiny")
+    assert computes_last_position_only(engine.step_model.model)
+
+
+def test_a_model_built_before_the_edit_still_answers_and_the_next_build_upgrades_it(
+    built: tuple[ModelSource, Path], tmp_path: Path
+) -> None:
+    source, model_dir = built
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    as_built_before_the_edit(old)
+    assert not keeps_last_position_only(graph(old))
+    before = answers(old)
+    assert before == answers(model_dir)  # the engine takes the last position either way
+
+    manifest = build_model(source, old, progress=False)
+    assert keeps_last_position_only(graph(old))
+    assert manifest.parity.identical
+    assert ModelLayout(old).require_manifest().parity.identical
+    assert answers(old) == before

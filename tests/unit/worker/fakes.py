@@ -1,0 +1,167 @@
+"""Fakes of the worker's collaborators: an engine, a processor, an outcome sender, messages.
+
+The engine finishes each request after ``max_new_tokens`` tokens (the first one at ``add``, one
+per ``step``) and records who called it and when; gates let a test hold a step or a prepare.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from services.worker.engine import ContinuousEngine, GenerationRequest, GenerationResult
+from services.worker.inference import PreparedJobs
+from services.worker.pending_job import PendingJob
+from shared.db.models import utcnow
+from shared.messaging.schemas import (
+    EngineInfo,
+    GenerationParams,
+    InferenceOutcome,
+    InferenceRequest,
+)
+
+WAIT_S = 10.0  # a guard against hanging, never a measurement
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = WAIT_S) -> bool:
+    """Whether ``condition`` came true within ``timeout_s`` (looked at every few ms)."""
+    give_up_at = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > give_up_at:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+class FakeMessage:
+    def __init__(self) -> None:
+        self.settlements: list[str] = []
+
+    def ack(self) -> None:
+        self.settlements.append("ack")
+
+    def requeue(self) -> None:
+        self.settlements.append("requeue")
+
+    def reject(self) -> None:
+        self.settlements.append("reject")
+
+
+def pending(query: str = "Where is my order?", new_tokens: int = 3) -> PendingJob:
+    request = InferenceRequest(
+        job_id=uuid.uuid4(),
+        query=query,
+        params=GenerationParams(max_new_tokens=new_tokens),
+        submitted_at=utcnow(),
+    )
+    return PendingJob(request, FakeMessage())
+
+
+class FakeEngine(ContinuousEngine):
+    def __init__(self, *, gated_steps: bool = False) -> None:
+        self.info = EngineInfo(name="fake", providers=["none"], model="fake")
+        self.tokenizer = None
+        self._running: dict[str, list[int]] = {}  # request id -> [tokens made, tokens wanted]
+        self.admissions: list[list[str]] = []  # the request ids of each add()
+        self.active_at_admission: list[int] = []
+        self.threads: set[str] = set()
+        self.admitted = threading.Semaphore(0)  # released once per add()
+        # with gated_steps, each step needs a permit from step_permits
+        self.step_permits: threading.Semaphore | None = (
+            threading.Semaphore(0) if gated_steps else None
+        )
+
+    @property
+    def active(self) -> int:
+        return len(self._running)
+
+    def add(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        self.threads.add(threading.current_thread().name)
+        self.active_at_admission.append(self.active)
+        self.admissions.append([r.request_id for r in requests])
+        for request in requests:
+            self._running[request.request_id] = [0, request.params.max_new_tokens]
+        self.admitted.release()
+        return self._advance()
+
+    def step(self) -> list[GenerationResult]:
+        self.threads.add(threading.current_thread().name)
+        if self.step_permits is not None and not self.step_permits.acquire(timeout=WAIT_S):
+            raise RuntimeError("the test gave no permit for this step")
+        return self._advance()
+
+    def abort(self) -> None:
+        self._running.clear()
+
+    def _advance(self) -> list[GenerationResult]:
+        finished = []
+        for request_id, progress in list(self._running.items()):
+            progress[0] += 1
+            if progress[0] >= progress[1]:
+                del self._running[request_id]
+                finished.append(
+                    GenerationResult(request_id, "answer", 5, progress[0], "length", 1, 1.0)
+                )
+        return finished
+
+
+class FakeProcessor:
+    """Queries starting with "routed" are answered without the model; "slow" ones wait for
+    ``slow_gate`` in ``prepare``; the first ``failing`` prepares raise."""
+
+    def __init__(self, engine: FakeEngine, *, failing: int = 0) -> None:
+        self.engine = engine
+        self.failing = failing
+        self.prepare_threads: list[str] = []
+        self.forgotten: list[str] = []
+        self.slow_prepare_started = threading.Event()
+        self.slow_gate = threading.Event()
+
+    def prepare(self, jobs: Sequence[tuple[str, InferenceRequest]]) -> PreparedJobs:
+        self.prepare_threads.append(threading.current_thread().name)
+        if self.failing:
+            self.failing -= 1
+            raise RuntimeError("the database is down")
+        prepared = PreparedJobs()
+        for key, request in jobs:
+            if request.query.startswith("slow"):
+                self.slow_prepare_started.set()
+                if not self.slow_gate.wait(WAIT_S):
+                    raise RuntimeError("the test never opened the gate")
+            if request.query.startswith("routed"):
+                prepared.finished[key] = InferenceOutcome(
+                    job_id=request.job_id,
+                    status="completed",
+                    response="routed",
+                    finished_at=utcnow(),
+                )
+            else:
+                messages = [{"role": "user", "content": request.query}]
+                prepared.generation.append(GenerationRequest(key, messages, request.params))
+        return prepared
+
+    def completed(
+        self, request: InferenceRequest, result: GenerationResult, admitted_at: datetime
+    ) -> InferenceOutcome:
+        return InferenceOutcome(
+            job_id=request.job_id, status="completed", response=result.text, finished_at=utcnow()
+        )
+
+    def forget(self, key: str) -> None:
+        self.forgotten.append(key)
+
+
+class FakeSender:
+    def __init__(self) -> None:
+        self.outcomes: list[InferenceOutcome] = []
+        self._lock = threading.Lock()
+
+    def send(self, outcome: InferenceOutcome) -> None:
+        with self._lock:
+            self.outcomes.append(outcome)
+
+    def wait_for(self, count: int) -> bool:
+        return wait_until(lambda: len(self.outcomes) >= count)
