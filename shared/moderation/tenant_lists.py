@@ -7,7 +7,6 @@ may hold a word the tenant has just banned).
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 
@@ -16,10 +15,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import ModerationList, utcnow
-from shared.knowledge.schemas import ModerationCategory
+from shared.knowledge.schemas import EXTERNAL_ID_PATTERN, ModerationCategory
 from shared.knowledge.store import knowledge_changed
 
-LIST_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# list names follow the same rule as knowledge ids
+LIST_NAME_PATTERN = EXTERNAL_ID_PATTERN
 MAX_TERMS = 10_000
 MAX_TERM_CHARS = 200
 
