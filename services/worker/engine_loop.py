@@ -59,12 +59,6 @@ class EngineLoop:
 
     def run(self) -> None:
         """Until the ready queue is closed and empty and the engine idle."""
-        try:
-            self._loop()
-        finally:
-            self.settler.wake()  # the consumer thread may be waiting for this thread's end
-
-    def _loop(self) -> None:
         while True:
             active = self.engine.active if isinstance(self.engine, ContinuousEngine) else 0
             if not active:

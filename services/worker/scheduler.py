@@ -61,10 +61,23 @@ class EngineScheduler:
             continuous=continuous,
             retry_pause_s=retry_pause_s,
         )
+        self._settler = settler
+        self._runs = {"preparer": preparer.run, "engine": engine_loop.run}
+        self._ended = {name: threading.Event() for name in self._runs}
         self._threads = [
-            threading.Thread(target=preparer.run, name="preparer", daemon=True),
-            threading.Thread(target=engine_loop.run, name="engine", daemon=True),
+            threading.Thread(target=self._run_then_wake, args=(name,), name=name, daemon=True)
+            for name in self._runs
         ]
+
+    def _run_then_wake(self, name: str) -> None:
+        # The channel's thread waits for ``finished`` on the settlement pipe: each thread
+        # marks its end, then wakes it (a thread is still alive while it wakes the other, so
+        # ``finished`` reads the marks, not ``is_alive``), or it sleeps a whole idle wake-up.
+        try:
+            self._runs[name]()
+        finally:
+            self._ended[name].set()
+            self._settler.wake()
 
     def start(self) -> None:
         for thread in self._threads:
@@ -84,7 +97,7 @@ class EngineScheduler:
 
     @property
     def finished(self) -> bool:
-        return not any(thread.is_alive() for thread in self._threads)
+        return all(ended.is_set() for ended in self._ended.values())
 
     def join(self, timeout_s: float | None = None) -> None:
         for thread in self._threads:

@@ -1,6 +1,6 @@
-"""Schemathesis against the running API, from its own ``/openapi.json``: every operation, up to 200
-generated requests each (plus the coverage phase's boundary and negative cases), and no answer
-may be a 5xx, an undocumented status or content type, or a body that does not match its schema.
+"""Schemathesis against the running API, from its own ``/openapi.json``: every operation, up to 80
+generated requests each (plus the coverage phase's boundary and negative cases), and no answer may
+be a 5xx, an undocumented status or content type, or a body that does not match its schema.
 
 The API runs alone on the embedded backend (SQLite, SQLAlchemy broker): jobs stay queued with no
 worker, which is all the API needs, except that a valid ``POST /v1/chat`` then ends in its
@@ -30,7 +30,8 @@ from tests.e2e.fuzz_hooks import PROTECTED_KEY_ENV, SPARE_KEY_ENV
 
 pytestmark = pytest.mark.e2e
 
-MAX_EXAMPLES = 200
+# 80 an operation keeps the run near a minute in CI (200 took 150 s); raise it to hunt deeper
+MAX_EXAMPLES = 80
 CHECKS = (
     "not_a_server_error",
     "response_schema_conformance",

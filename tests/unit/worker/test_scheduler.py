@@ -3,6 +3,7 @@ becomes of their messages. No broker: settlements are read from the fake message
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 
 import pytest
@@ -166,3 +167,18 @@ def test_after_a_lost_connection_prepared_jobs_are_dropped_and_forgotten(
     continuous.engine.step_permits.release(10)
     assert continuous.sender.wait_for(1)
     assert continuous.engine.admissions == [[decoding.key]]
+
+
+def test_a_closed_idle_scheduler_wakes_the_channel_thread_when_it_finishes() -> None:
+    # The channel's thread waits for ``finished`` on the settlement pipe, as the consumer does;
+    # with nothing left to settle, only the ending threads can wake it, and once they have,
+    # ``finished`` must already say so (else it sleeps a whole idle wake-up).
+    running = Running(FakeEngine(), BatchingMode.CONTINUOUS)
+    running.settlements.apply()  # nothing queued: the pipe is empty
+    running.scheduler.close()
+    for _ in range(2):  # a wake-up per thread (preparer, engine) at most
+        assert select.select([running.settlements], [], [], WAIT_S)[0] == [running.settlements]
+        running.settlements.apply()
+        if running.scheduler.finished:
+            break
+    assert running.scheduler.finished
