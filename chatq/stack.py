@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -48,6 +48,7 @@ def _die_with_parent() -> None:
 class ProcessSpec:
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # beside the stack's environment
 
 
 class StackError(RuntimeError):
@@ -94,6 +95,10 @@ class Stack:
             )
             for i in range(s.webhook_delivery_workers)
         ]  # fmt: skip
+        if s.metrics_port:
+            # each child serves its metrics on a port of its own (the API on its own port)
+            for offset, spec in enumerate(specs[1:]):
+                spec.env["CHATQ_METRICS_PORT"] = str(s.metrics_port + offset)
         return specs
 
     def celery_argv(self, name: str, queue: str, concurrency: int, *extra: str) -> list[str]:
@@ -117,6 +122,7 @@ class Stack:
         s = self.settings
         argv = [
             sys.executable, "-m", "gunicorn", "services.api.wsgi:app",
+            "--config", "python:services.api.gunicorn_config",
             "--bind", f"{s.api_host}:{s.api_port}",
             "--workers", str(s.api_processes),
             "--graceful-timeout", "30",
@@ -172,7 +178,10 @@ class Stack:
         """Start one process of the stack (``name`` defaults to the spec's)."""
         name = name or spec.name
         process = subprocess.Popen(
-            spec.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent
+            spec.argv,
+            env={**self.env, **spec.env},
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.processes[name] = process
         log.info("process_started", process=name, pid=process.pid)

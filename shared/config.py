@@ -260,6 +260,14 @@ class Settings(BaseSettings):
     purge_interval_s: float = Field(3600.0, gt=0, le=86_400)
     """How often post-processors run the purge (``chatq purge`` runs it at once)."""
 
+    # --- metrics -----------------------------------------------------------------------------
+    metrics_port: int = Field(0, ge=0, le=65_535)
+    """Port where an inference worker, post-processor or webhook deliverer serves Prometheus
+    metrics (0: none). ``chatq up`` gives its children consecutive ports from this one; the
+    API serves ``/metrics`` on its own port."""
+    metrics_host: str = "127.0.0.1"
+    """Address those metrics ports bind (``0.0.0.0`` in containers)."""
+
     # --- logs --------------------------------------------------------------------------------
     log_level: str = "INFO"
     """Python log level name."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,28 @@ class RunningStack:
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key.key}"}
+
+
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports (``chatq up`` gives its children
+    consecutive metrics ports)."""
+    for _ in range(100):
+        first = free_port()
+        if first + count > 65_535:
+            continue
+        probes = []
+        try:
+            for port in range(first, first + count):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def start_stack(

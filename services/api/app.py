@@ -15,6 +15,8 @@ from services.api.job_events import JobEvents
 from services.api.jobs.views import blueprint as jobs_blueprint
 from services.api.keys.views import blueprint as keys_blueprint
 from services.api.knowledge.views import blueprint as knowledge_blueprint
+from services.api.metrics.views import blueprint as metrics_blueprint
+from services.api.metrics.views import install_request_metrics
 from services.api.moderation.views import blueprint as moderation_blueprint
 from services.api.openapi.views import blueprint as openapi_blueprint
 from services.api.outbox import Outbox
@@ -38,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         job_events=JobEvents(settings.database_url),
         queue_gate=QueueGate(settings),
     )
+    install_request_metrics(app)
     install_access_control(app, settings)
     register_problem_handlers(app)
     for blueprint in (
@@ -50,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         moderation_blueprint,
         sessions_blueprint,
         health_blueprint,
+        metrics_blueprint,
         openapi_blueprint,
     ):
         app.register_blueprint(blueprint)

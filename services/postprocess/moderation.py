@@ -13,6 +13,7 @@ from typing import Any
 
 from shared.knowledge.text import detect_language
 from shared.messaging.schemas import InferenceOutcome, Route
+from shared.metrics import observe_moderation
 from shared.tenant_safety import TenantSafety
 
 
@@ -31,6 +32,7 @@ def moderate_answer(safety: TenantSafety, query: str, outcome: InferenceOutcome)
     lang = detect_language(query)
     result = safety.moderator.check(outcome.response or "", stage="output", lang=lang)
     if result.flagged:
+        observe_moderation("output", result.action, result.categories)
         if result.action == "block":
             return CheckedAnswer(safety.safe_answer_for(lang), "moderation", result.as_job_field())
         return CheckedAnswer(result.text, outcome.route, result.as_job_field())

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.postprocess.job_metrics import FinishedJob, observe_finished
 from services.postprocess.moderation import moderate_answer
 from services.postprocess.privacy import pii_secret
 from shared.config import Settings
@@ -135,7 +136,9 @@ def record_outcome(settings: Settings, outcome: InferenceOutcome) -> list[str]:
                 deliveries.append(delivery.id)
         notify_job_finished(session, job.id)
         log.info("job_finished", job_id=str(job.id), status=job.status.value)
-        return deliveries
+        finished = FinishedJob(job.status.value, job.route, job.timings, outcome.usage, job.handoff)
+    observe_finished(finished)  # once committed: a rolled-back store is retried, not counted
+    return deliveries
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from shared.db.models import (
     utcnow,
 )
 from shared.logs import get_logger
+from shared.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 from shared.webhook_client import WebhookClient
 from shared.webhook_urls import UnresolvableHostError, WebhookUrlError, resolve_webhook_target
 
@@ -204,4 +205,7 @@ def _record(settings: Settings, pending: _Pending, result: _Result) -> AttemptOu
             delivery_status=delivery.status.value,
             retry_in_s=retry_in,
         )
-        return AttemptOutcome(retry_in)
+        outcome = "retry" if retry_in is not None else delivery.status.value
+    WEBHOOK_ATTEMPTS.labels(outcome).inc()  # once committed
+    WEBHOOK_LATENCY.observe(result.duration_ms / 1000)
+    return AttemptOutcome(retry_in)

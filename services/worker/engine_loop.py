@@ -20,6 +20,7 @@ from services.worker.settlements import Settler
 from shared.db.models import utcnow
 from shared.logs import get_logger
 from shared.messaging.schemas import InferenceOutcome, InferenceRequest
+from shared.metrics import BATCH_PADDING, BATCH_SIZE, ENGINE_FAILURES, GENERATED_TOKENS
 
 log = get_logger(__name__)
 
@@ -86,6 +87,8 @@ class EngineLoop:
             in_flight=len(self._in_flight),
             padding_ratio=round(self.engine.padding_ratio, 3),
         )
+        BATCH_SIZE.observe(len(jobs))
+        BATCH_PADDING.observe(self.engine.padding_ratio)
         requests = [job.generation for job in jobs]
         engine = self.engine
         if isinstance(engine, ContinuousEngine):
@@ -103,6 +106,7 @@ class EngineLoop:
             results = work()
         except Exception:
             log.exception("generation_failed", in_flight=len(self._in_flight))
+            ENGINE_FAILURES.inc()
             if isinstance(self.engine, ContinuousEngine):
                 self.engine.abort()
             for key, (pending, _admitted) in self._in_flight.items():
@@ -112,6 +116,7 @@ class EngineLoop:
             time.sleep(self.retry_pause_s)
             return
         for result in results:
+            GENERATED_TOKENS.inc(result.completion_tokens)
             pending, admitted = self._in_flight.pop(result.request_id)
             self.settler.settle(
                 pending.message, self.processor.completed(pending.request, result, admitted)

@@ -12,6 +12,7 @@ from services.worker.inference import BatchProcessor
 from services.worker.preparer import own_token_counter
 from services.worker.prompt import PromptBuilder
 from services.worker.router.build import build_router
+from shared import metrics
 from shared.config import get_settings
 from shared.logs import configure_logging, get_logger
 from shared.messaging.celery_config import make_celery
@@ -47,6 +48,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     registry.start_watching(settings.knowledge_refresh_interval_s)
+    metrics.serve(settings.metrics_port, settings.metrics_host, "worker")
     log.info("worker_ready", engine=engine.info.name, providers=engine.info.providers)
     consumer.run()
     registry.stop_watching()

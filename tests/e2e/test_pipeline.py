@@ -12,12 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from chatq.webhook_receiver import WebhookReceiver
 from shared.db.engine import dispose_engine, session_scope
 from shared.db.models import DeliveryStatus, Message, WebhookAttempt, WebhookDelivery
-from tests.conftest import BACKENDS, NamespaceFactory, RunningStack, start_stack
+from tests.conftest import BACKENDS, NamespaceFactory, RunningStack, free_port_run, start_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -37,6 +38,8 @@ def running(
         max_batch_size="8",
         max_wait_ms="150",  # long enough for concurrent submissions to share a batch
         default_max_new_tokens="12",
+        # worker, post-processor, deliverer: a metrics port each
+        metrics_port=str(free_port_run(3)),
     )
     yield running
     running.stack.stop()
@@ -196,3 +199,49 @@ def test_a_job_past_its_deadline_expires_without_the_model(client: httpx.Client)
     assert job["status"] == "expired"
     assert job["error"]["code"] == "deadline_exceeded"
     assert job["usage"] is None and job["response"] is None
+
+
+def scrape(url: str) -> dict[str, float]:
+    """A Prometheus text exposition as {series: value}, parsed by the client library."""
+    response = httpx.get(url, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        sample.name + _labels(sample.labels): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def test_every_process_serves_metrics_of_what_it_did(
+    client: httpx.Client, running: RunningStack
+) -> None:
+    api_before = scrape(f"{running.base_url}/metrics")
+    job = poll_until_finished(client, submit(client, query="Do you ship abroad?")["id"])
+    assert job["status"] == "completed"
+
+    api = scrape(f"{running.base_url}/metrics")
+    submitted = "chatq_jobs_submitted_total{}"
+    assert api[submitted] == api_before.get(submitted, 0) + 1
+    accepted = 'chatq_http_requests_total{endpoint="/v1/jobs",method="POST",status="202"}'
+    assert api[accepted] >= 1
+    assert 'chatq_queue_depth{queue="chat.inference"}' in api
+    assert "chatq_outbox_backlog{}" in api
+
+    port = running.settings.metrics_port
+    worker = scrape(f"http://127.0.0.1:{port}/metrics")
+    assert worker['chatq_routes_total{route="llm"}'] >= 1
+    assert worker["chatq_batch_size_count{}"] >= 1
+    assert worker["chatq_generated_tokens_total{}"] >= 1
+
+    postprocess = scrape(f"http://127.0.0.1:{port + 1}/metrics")
+    assert postprocess['chatq_jobs_finished_total{route="llm",status="completed"}'] >= 1
+    assert postprocess['chatq_job_total_seconds_count{route="llm"}'] >= 1
+    assert postprocess["chatq_job_tokens_per_second_count{}"] >= 1
+
+    deliverer = scrape(f"http://127.0.0.1:{port + 2}/metrics")
+    assert "chatq_webhook_attempt_seconds_count{}" in deliverer

@@ -167,7 +167,7 @@ def test_keyed_routes_need_the_bearer_scheme_and_public_ones_do_not(
 ) -> None:
     scheme = document["components"]["securitySchemes"]["bearerAuth"]
     assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
-    public = {"health.healthz", "health.readyz", "openapi.document"}
+    public = {"health.healthz", "health.readyz", "metrics.metrics", "openapi.document"}
     for operation_id, operation in operations(document).items():
         if operation_id in public:
             assert operation["security"] == []

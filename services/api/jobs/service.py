@@ -20,6 +20,7 @@ from shared.db.engine import session_scope
 from shared.db.models import ChatSession, Job, JobStatus, utcnow
 from shared.db.notifications import notify_job_finished
 from shared.messaging.schemas import ChatTurn, GenerationParams, InferenceRequest
+from shared.metrics import JOBS_SUBMITTED
 from shared.webhook_urls import WebhookUrlError, check_webhook_url
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -136,6 +137,7 @@ def _store_and_publish(
         outbox_id = ctx.outbox.add(session, job.id, payload, job.priority, now)
 
     # Accepted once committed, confirmed or not: unconfirmed, the outbox relay publishes it.
+    JOBS_SUBMITTED.inc()
     ctx.outbox.publish(outbox_id, payload, job.priority)
     return Submission(job, created=True)
 

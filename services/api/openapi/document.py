@@ -165,6 +165,8 @@ def _operation(
         if reply.model is not None:
             schema = models.ref(reply.model, "serialization")
             response["content"] = {"application/json": {"schema": schema}}
+        elif reply.text is not None:
+            response["content"] = {reply.text: {"schema": {"type": "string"}}}
         if reply.headers:
             response["headers"] = {name: HEADERS[name] for name in reply.headers}
         if reply.links:

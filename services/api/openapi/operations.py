@@ -94,6 +94,7 @@ class Reply:
     description: str
     headers: tuple[str, ...] = ()
     links: dict[str, Link] = field(default_factory=dict)
+    text: str | None = None  # a plain-text body of this media type instead of a model's JSON
 
 
 @dataclass(frozen=True)
@@ -392,6 +393,11 @@ OPERATIONS: dict[str, Operation] = {
         "health",
         {200: Reply(Readiness, "Ready.")},
         {503: "A dependency is unreachable (`checks` names it)."},
+    ),
+    "metrics.metrics": Operation(
+        "Prometheus metrics of every API process, with queue depths and backlogs",
+        "health",
+        {200: Reply(None, "The Prometheus text exposition format.", text="text/plain")},
     ),
     "openapi.document": Operation(
         "This document", "meta", {200: Reply(OpenApiDocument, "OpenAPI 3.1.")}

@@ -25,6 +25,7 @@ from shared.db.engine import session_scope
 from shared.db.models import AnswerCacheEntry
 from shared.knowledge.text import normalize_question
 from shared.logs import get_logger
+from shared.metrics import ANSWER_CACHE
 
 log = get_logger(__name__)
 
@@ -72,6 +73,7 @@ class AnswerCache:
             found = self._from_database(tenant_id, key)
             if found is not None:
                 self._remember(tenant_id, key, found)
+        ANSWER_CACHE.labels("miss" if found is None else "hit").inc()
         with self._lock:
             if found is None:
                 self.misses += 1

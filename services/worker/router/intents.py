@@ -135,7 +135,16 @@ def recognise(
 
 def previous_user_turn(history: Sequence[ChatTurn]) -> str | None:
     """The customer's last message before this one, if any."""
+    return _last_turn(history, "user")
+
+
+def previous_answer(history: Sequence[ChatTurn]) -> str | None:
+    """What the customer was told last, if anything."""
+    return _last_turn(history, "assistant")
+
+
+def _last_turn(history: Sequence[ChatTurn], role: str) -> str | None:
     for turn in reversed(history):
-        if turn.role == "user":
+        if turn.role == role:
             return turn.content
     return None

@@ -32,13 +32,15 @@ import numpy as np
 from services.worker.knowledge.extractive import extract_answer
 from services.worker.knowledge.index import Hit
 from services.worker.router.answer_cache import AnswerCache, CachedAnswer, cache_key
+from services.worker.router.follow_up import is_elliptical
 from services.worker.router.handlers import RuleHandlers
-from services.worker.router.intents import previous_user_turn, recognise
+from services.worker.router.intents import previous_answer, previous_user_turn, recognise
 from services.worker.router.tenant_knowledge import KnowledgeRegistry, TenantKnowledge
 from shared.config import KnowledgeAnswerMode
 from shared.knowledge.schemas import LocalizedText
 from shared.knowledge.text import detect_language
 from shared.messaging.schemas import ChatTurn, IntentMatch, Route, Source
+from shared.metrics import ROUTE_LATENCY, ROUTES, observe_moderation
 
 DEFAULT_FALLBACK = LocalizedText(
     en=(
@@ -56,8 +58,9 @@ KNOWLEDGE_INSTRUCTIONS = (
     "suggest contacting customer service.\n\nFacts:\n{facts}"
 )
 
-# A follow-up searched with the previous turn joined in scores slightly below the question on
-# its own, so a question that stands alone keeps its own topic.
+# The reading of a follow-up that comes second scores slightly below the first: the question
+# on its own first, so that one standing alone keeps its own topic, unless it is elliptical
+# (then the conversation first).
 CONTEXT_DISCOUNT = 0.98
 
 
@@ -126,6 +129,8 @@ class Router:
         lang = _language(job.query, job.history)
         # input moderation first: a blocked question reaches neither the rules nor the model
         screened = tenant.safety.moderator.check(job.query, stage="input", lang=lang)
+        if screened.flagged:
+            observe_moderation("input", screened.action, screened.categories)
         decision: RoutedAnswer | ModelTask
         if screened.action == "block":
             decision = RoutedAnswer("moderation", tenant.safety.safe_answer_for(lang))
@@ -135,6 +140,8 @@ class Router:
             if masked and isinstance(decision, ModelTask):
                 decision = replace(decision, query=screened.text)
         elapsed = round((time.perf_counter() - started) * 1000, 3)
+        ROUTES.labels(decision.route).inc()
+        ROUTE_LATENCY.observe(elapsed / 1000)
         return replace(decision, route_ms=elapsed, moderation=screened.as_job_field())
 
     def _decide(self, tenant: TenantKnowledge, job: RouterInput) -> RoutedAnswer | ModelTask:
@@ -155,10 +162,17 @@ class Router:
             answered = self._intent(tenant, job, lang, query_vector, previous_vector)
             if answered is not None:
                 return answered
+            # an elliptical follow-up ("运费谁出？") is asked with the conversation first
+            elliptical = context_vector is not None and is_elliptical(query)
             candidates = self._retrieve(
-                tenant, query, query_vector, context_query, context_vector, lang
+                tenant, query, query_vector, context_query, context_vector, lang, elliptical
             )
-            answered = self._faq(tenant, query, query_vector, lang, candidates, previous)
+            # an elliptical follow-up asks for something more: the FAQ answer the customer was
+            # just given never answers it (a question asked again may get it again)
+            told = _said(previous_answer(job.history)) if elliptical else None
+            answered = self._faq(
+                tenant, query, query_vector, lang, candidates, follow_up=bool(previous), told=told
+            )
             if answered is not None:
                 return answered
 
@@ -240,7 +254,8 @@ class Router:
         vector: np.ndarray,
         lang: str,
         passages: Sequence[Hit],
-        previous: str | None,
+        follow_up: bool = False,
+        told: str | None = None,
     ) -> RoutedAnswer | None:
         """The stored answer of the closest FAQ question, when it is close enough and closer
         than any document passage (a question matches a question more closely than it matches
@@ -255,10 +270,12 @@ class Router:
             entry = tenant.faq[tenant.faq_wording_owner[hit.position]]
             if same_language_only and entry.lang not in (None, lang):
                 continue
+            if told is not None and _said(entry.answer) == told:
+                continue
             sure = hit.dense >= self.thresholds.faq_sure
             best_passage = max((p.dense for p in passages), default=0.0)
             likely = (
-                previous is None
+                not follow_up
                 and hit.dense >= self.thresholds.faq
                 and hit.dense >= best_passage + self.thresholds.faq_margin
             )
@@ -278,18 +295,21 @@ class Router:
         context_query: str | None,
         context_vector: np.ndarray | None,
         lang: str,
+        elliptical: bool = False,
     ) -> list[Hit]:
         """Document passages best first, in the question's language where the tenant has
         any, searched with the question and (for a follow-up) with the previous turn joined
-        in; ``dense`` and ``score`` carry the follow-up discount."""
+        in; ``dense`` and ``score`` carry the discount of the reading that comes second (the
+        conversation's, unless the follow-up is elliptical)."""
         index = tenant.chunk_index
         if index is None:
             return []
         same_language_only = lang in tenant.chunk_languages()
         best: dict[int, Hit] = {}
-        searches = [(query, vector, 1.0)]
+        searches = [(query, vector, CONTEXT_DISCOUNT if elliptical else 1.0)]
         if context_query is not None and context_vector is not None:
-            searches.append((context_query, context_vector, CONTEXT_DISCOUNT))
+            weight = 1.0 if elliptical else CONTEXT_DISCOUNT
+            searches.append((context_query, context_vector, weight))
         for text, query_vector, weight in searches:
             for hit in index.search(text, query_vector, k=10, prefer_lang=lang):
                 chunk = tenant.chunks[hit.position]
@@ -359,3 +379,8 @@ def _language(query: str, history: Sequence[ChatTurn]) -> str:
         if previous is not None:
             return detect_language(previous)
     return detect_language(query)
+
+
+def _said(text: str | None) -> str | None:
+    """A text as compared for repetition: whitespace-insensitive."""
+    return " ".join(text.split()) if text else None
