@@ -112,7 +112,9 @@ class Stack:
             "--concurrency", str(concurrency),
             "--queues", queue,
             "--hostname", f"{name}-{s.api_port}@%h",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--without-gossip", "--without-mingle",
+            # heartbeats are events: on a broker with fanout exchanges (not the embedded one)
+            *(["--without-heartbeat"] if s.uses_embedded_broker else []),
             "--loglevel", s.log_level.upper(),
             *extra,
         ]  # fmt: skip

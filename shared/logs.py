@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import StatementError
 
-from shared.config import LogFormat, Settings
+from shared.config import LogFormat, Settings, get_settings
 from shared.pii import pii_log_processor
 
 
@@ -148,9 +148,8 @@ def redact_database_errors(_logger: Any, _name: str, event: dict[str, Any]) -> d
     return event
 
 
-def configure_logging(settings: Settings, service: str) -> None:
-    """Route structlog and stdlib logging through one renderer, tagged with ``service``."""
-    shared_processors: list[structlog.typing.Processor] = [
+def _shared_processors(service: str) -> list[structlog.typing.Processor]:
+    return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -158,11 +157,38 @@ def configure_logging(settings: Settings, service: str) -> None:
         _service_adder(service),
         redact_database_errors,  # before format_exc_info renders a traceback
     ]
-    renderer: structlog.typing.Processor
+
+
+def _renderer(settings: Settings) -> structlog.typing.Processor:
     if settings.log_format is LogFormat.JSON:
-        renderer = structlog.processors.JSONRenderer()
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        return structlog.processors.JSONRenderer()
+    return structlog.dev.ConsoleRenderer(colors=False)
+
+
+def _formatter(
+    shared_processors: list[structlog.typing.Processor], renderer: structlog.typing.Processor
+) -> logging.Formatter:
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared_processors,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            # last before rendering, so no field (tracebacks included) leaves unanonymised
+            pii_log_processor,
+            renderer,
+        ],
+    )
+
+
+def stdlib_formatter(service: str = "api") -> logging.Formatter:
+    """chatq's format for a process that only logs through the standard library (gunicorn's
+    master, configured by ``services/api/gunicorn_config.py``)."""
+    return _formatter(_shared_processors(service), _renderer(get_settings()))
+
+
+def configure_logging(settings: Settings, service: str) -> None:
+    """Route structlog and stdlib logging through one renderer, tagged with ``service``."""
+    shared_processors = _shared_processors(service)
+    renderer = _renderer(settings)
 
     structlog.configure(
         processors=[
@@ -174,23 +200,23 @@ def configure_logging(settings: Settings, service: str) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared_processors,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            # last before rendering, so no field (tracebacks included) leaves unanonymised
-            pii_log_processor,
-            renderer,
-        ],
-    )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
+    handler.setFormatter(_formatter(shared_processors, renderer))
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level.upper())
     # Libraries that narrate every poll or HTTP call drown the events that matter.
     for noisy in ("httpx", "httpcore", "urllib3", "amqp", "kombu", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def job_context(job_id: object, session_id: object | None = None) -> dict[str, str]:
+    """The fields that tie a log line to a job (and its session, when it has one): bind them
+    with ``structlog.contextvars`` around the work on one job."""
+    context = {"job_id": str(job_id)}
+    if session_id is not None:
+        context["session_id"] = str(session_id)
+    return context
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -21,6 +21,7 @@ from services.api.moderation.views import blueprint as moderation_blueprint
 from services.api.openapi.views import blueprint as openapi_blueprint
 from services.api.outbox import Outbox
 from services.api.problems import register_problem_handlers
+from services.api.request_log import install_request_log
 from services.api.sessions.views import blueprint as sessions_blueprint
 from services.api.webhooks.views import blueprint as webhooks_blueprint
 from shared.config import Settings, get_settings
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         job_events=JobEvents(settings.database_url),
         queue_gate=QueueGate(settings),
     )
+    install_request_log(app)
     install_request_metrics(app)
     install_access_control(app, settings)
     register_problem_handlers(app)

@@ -33,6 +33,29 @@ def _prepare_metrics_directory() -> None:
 
 _prepare_metrics_directory()
 
+# gunicorn's own lines (master and workers: starting, booting, timeouts) in chatq's format:
+# one JSON object per line like every other line of the stack, not plain text among them. Its
+# access lines are dropped: the API writes its own (services/api/request_log.py), with the
+# request id and the time taken.
+_LEVEL = get_settings().log_level.upper()
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"chatq": {"()": "shared.logs.stdlib_formatter"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "chatq",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"level": _LEVEL, "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stderr"], "level": _LEVEL, "propagate": False},
+        "gunicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+    },
+}
+
 
 def child_exit(_server: Any, worker: Any) -> None:
     from shared.metrics import process_exited

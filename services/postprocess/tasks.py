@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from celery import Task
 from celery.signals import worker_ready, worker_shutdown
 from pydantic import ValidationError
@@ -76,13 +77,18 @@ def finalize_job(self: Task, outcome: dict[str, Any]) -> None:
     except ValidationError as error:
         log.error("poison_outcome", outcome=str(outcome)[:500], error=str(error)[:500])
         return  # names no job that could be failed; retrying cannot help
+    with structlog.contextvars.bound_contextvars(job_id=str(parsed.job_id)):
+        _finalize(self, parsed)
+
+
+def _finalize(task: Task, parsed: InferenceOutcome) -> None:
     settings = get_settings()
     try:
         deliveries = record_outcome(settings, parsed)
     except OperationalError:
         raise  # retried however long
     except Exception as error:
-        if self.request.retries < MAX_FINALIZE_RETRIES:
+        if task.request.retries < MAX_FINALIZE_RETRIES:
             raise OutcomeNotStored(repr(error)) from error
         log.exception("finalize_failed", job_id=str(parsed.job_id))
         deliveries = record_failure(

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpcore
+import structlog
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
@@ -57,6 +58,7 @@ class AttemptOutcome:
 @dataclass(frozen=True)
 class _Pending:
     delivery_id: str
+    job_id: str
     url: str
     payload: dict[str, Any]
     secret: str
@@ -75,7 +77,8 @@ def attempt_delivery(settings: Settings, delivery_id: str, client: WebhookClient
     pending = _load(settings, delivery_id)
     if pending is None:
         return AttemptOutcome(None)
-    return _record(settings, pending, _send(settings, pending, client))
+    with structlog.contextvars.bound_contextvars(job_id=pending.job_id):
+        return _record(settings, pending, _send(settings, pending, client))
 
 
 def _load(settings: Settings, delivery_id: str) -> _Pending | None:
@@ -93,6 +96,7 @@ def _load(settings: Settings, delivery_id: str) -> _Pending | None:
             return None
         return _Pending(
             delivery.id,
+            str(delivery.job_id),
             delivery.url,
             _with_clear_texts(delivery.payload, session.get(Job, delivery.job_id)),
             secret,

@@ -83,7 +83,7 @@ class EngineLoop:
             self._in_flight[job.generation.request_id] = (job.pending, admitted)
         log.info(
             "jobs_admitted",
-            jobs=len(jobs),
+            job_ids=[str(job.pending.request.job_id) for job in jobs],
             in_flight=len(self._in_flight),
             padding_ratio=round(self.engine.padding_ratio, 3),
         )
@@ -105,7 +105,10 @@ class EngineLoop:
         try:
             results = work()
         except Exception:
-            log.exception("generation_failed", in_flight=len(self._in_flight))
+            log.exception(
+                "generation_failed",
+                job_ids=[str(pending.request.job_id) for pending, _ in self._in_flight.values()],
+            )
             ENGINE_FAILURES.inc()
             if isinstance(self.engine, ContinuousEngine):
                 self.engine.abort()

@@ -15,14 +15,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import structlog
+
 from services.worker.engine import Engine, GenerationRequest, GenerationResult
-from services.worker.job_state import claim_with_transcripts
+from services.worker.job_state import Claim, claim_with_transcripts
 from services.worker.prompt import PromptBuilder, PromptTooLongError
 from services.worker.router.router import ModelTask, RoutedAnswer, Router, RouterInput
-from services.worker.router.tenant_knowledge import KnowledgeRegistry
+from services.worker.router.tenant_knowledge import KnowledgeRegistry, TenantKnowledge
 from shared.db.models import JobStatus, utcnow
-from shared.logs import get_logger
+from shared.logs import get_logger, job_context
 from shared.messaging.schemas import (
+    ChatTurn,
     InferenceOutcome,
     InferenceRequest,
     JobError,
@@ -107,43 +110,60 @@ class BatchProcessor:
             else {}
         )
         for key, request in runnable:
-            stored = transcripts.get(request.session_id, []) if request.session_id else []
-            history = [*stored, *request.history]
-            claim = claims[request.job_id]
-            tenant = tenants.get(claim.tenant_id) if claim.tenant_id else None
-            if self.router is not None and tenant is not None:
-                decision = self.router.route(
-                    tenant,
-                    RouterInput(
-                        request.query, history, claim.signing_secret, request.params.greedy
-                    ),
+            # every line logged while this job is routed and its prompt built names it
+            with structlog.contextvars.bound_contextvars(
+                **job_context(request.job_id, request.session_id)
+            ):
+                stored = transcripts.get(request.session_id, []) if request.session_id else []
+                claim = claims[request.job_id]
+                tenant = tenants.get(claim.tenant_id) if claim.tenant_id else None
+                self._prepare_one(
+                    key, request, [*stored, *request.history], claim, tenant, now, prepared
                 )
-                if isinstance(decision, RoutedAnswer):
-                    prepared.finished[key] = routed(request, decision, now)
-                    continue
-                task: ModelTask | None = decision
-            else:
-                task = None
-            try:
-                messages = self.prompts.build(
-                    history,
-                    (task.query if task else None) or request.query,  # masked by moderation
-                    system_prompt=task.system_prompt if task else None,
-                )
-            except PromptTooLongError as error:
-                prepared.finished[key] = failure(request, "failed", "prompt_too_long", str(error))
-                continue
-            self._model_routes[key] = _ModelRoute(
-                route=task.route if task else "llm",
-                sources=task.sources if task else [],
-                tenant_id=tenant.tenant_id if tenant else None,
-                knowledge_version=tenant.version if tenant else 0,
-                cache_key=task.cache_key if task else None,
-                route_ms=task.route_ms if task else 0.0,
-                moderation=task.moderation if task else None,
-            )
-            prepared.generation.append(GenerationRequest(key, messages, request.params))
         return prepared
+
+    def _prepare_one(
+        self,
+        key: str,
+        request: InferenceRequest,
+        history: list[ChatTurn],
+        claim: Claim,
+        tenant: TenantKnowledge | None,
+        now: datetime,
+        prepared: PreparedJobs,
+    ) -> None:
+        """Route one claimed job: answered at once (``prepared.finished``) or queued for the
+        model with its prompt (``prepared.generation``)."""
+        if self.router is not None and tenant is not None:
+            decision = self.router.route(
+                tenant,
+                RouterInput(request.query, history, claim.signing_secret, request.params.greedy),
+            )
+            if isinstance(decision, RoutedAnswer):
+                prepared.finished[key] = routed(request, decision, now)
+                return
+            task: ModelTask | None = decision
+        else:
+            task = None
+        try:
+            messages = self.prompts.build(
+                history,
+                (task.query if task else None) or request.query,  # masked by moderation
+                system_prompt=task.system_prompt if task else None,
+            )
+        except PromptTooLongError as error:
+            prepared.finished[key] = failure(request, "failed", "prompt_too_long", str(error))
+            return
+        self._model_routes[key] = _ModelRoute(
+            route=task.route if task else "llm",
+            sources=task.sources if task else [],
+            tenant_id=tenant.tenant_id if tenant else None,
+            knowledge_version=tenant.version if tenant else 0,
+            cache_key=task.cache_key if task else None,
+            route_ms=task.route_ms if task else 0.0,
+            moderation=task.moderation if task else None,
+        )
+        prepared.generation.append(GenerationRequest(key, messages, request.params))
 
     def forget(self, key: str) -> None:
         """Drop what was kept for a job that will not complete here (engine error, requeue)."""

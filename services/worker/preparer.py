@@ -90,7 +90,7 @@ class JobPreparer:
         try:
             prepared = self.processor.prepare([(p.key, p.request) for p in batch])
         except Exception:
-            log.exception("prepare_failed", jobs=len(batch))
+            log.exception("prepare_failed", job_ids=[str(p.request.job_id) for p in batch])
             for pending in batch:
                 self.settler.requeue(pending.message)
             time.sleep(self.retry_pause_s)  # do not spin on a persistent failure (database down)

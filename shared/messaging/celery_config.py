@@ -41,8 +41,11 @@ def make_celery(settings: Settings, main: str) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=4,
         worker_hijack_root_logger=False,
-        worker_send_task_events=False,
-        # The embedded transport has no fanout exchanges, which remote control needs.
+        # Task events (and the worker heartbeats, see chatq/stack.py) let Flower and
+        # celery-exporter watch the post-processors. The embedded transport has no fanout
+        # exchanges, which events and remote control need.
+        worker_send_task_events=not settings.uses_embedded_broker,
+        task_send_sent_event=not settings.uses_embedded_broker,
         worker_enable_remote_control=not settings.uses_embedded_broker,
         enable_utc=True,
         timezone="UTC",

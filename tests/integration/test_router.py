@@ -3,6 +3,7 @@ embedder: each route, tenant isolation, cache invalidation, follow-ups, Chinese.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,10 +19,11 @@ from services.worker.inference import BatchProcessor
 from services.worker.prompt import PromptBuilder
 from services.worker.router.build import build_router
 from shared.api_keys import IssuedKey, create_api_key
-from shared.config import Device, Settings
+from shared.config import Device, LogFormat, Settings
 from shared.db.engine import session_scope
 from shared.knowledge import store
 from shared.knowledge.schemas import DocumentIn, FaqIn, IntentIn, TenantSettings
+from shared.logs import get_logger
 from shared.messaging.schemas import (
     ChatTurn,
     GenerationParams,
@@ -32,6 +34,7 @@ from shared.model_layout import ModelLayout
 from shared.moderation import tenant_lists
 from shared.moderation.tenant_lists import ModerationListIn
 from tests.integration.factories import make_job
+from tests.integration.test_database_error_logs import chatq_logging
 
 pytestmark = pytest.mark.integration
 
@@ -341,6 +344,26 @@ def test_an_order_status_rule_calls_the_backend_signed_and_fills_the_answer(
 
     unknown = completed(ask(processor, url, key, "order status of 20269999?"))
     assert unknown.response == "I can't find order 20269999."
+
+
+def test_what_the_worker_logs_while_routing_a_job_names_the_job(
+    backend_settings: Settings,
+    processor: BatchProcessor,
+    orders: OrderService,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    add_intents(url, key, orders.url)
+    with chatq_logging(backend_settings, LogFormat.JSON):
+        outcome = completed(ask(processor, url, key, "Where is my order 20261234? status please"))
+        get_logger("test").info("after_the_batch")
+    assert outcome.route == "rule"
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line[:1] == "{"]
+    called = [line for line in lines if line["event"] == "rule_called"]
+    assert [line["job_id"] for line in called] == [str(outcome.job_id)]
+    after = next(line for line in lines if line["event"] == "after_the_batch")
+    assert "job_id" not in after  # unbound once the job is prepared
 
 
 def test_a_missing_slot_is_asked_for_and_the_next_turn_completes_the_intent(

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -19,6 +20,7 @@ from services.api.problems import Problem, ProblemType
 from shared.db.engine import session_scope
 from shared.db.models import ChatSession, Job, JobStatus, utcnow
 from shared.db.notifications import notify_job_finished
+from shared.logs import job_context
 from shared.messaging.schemas import ChatTurn, GenerationParams, InferenceRequest
 from shared.metrics import JOBS_SUBMITTED
 from shared.webhook_urls import WebhookUrlError, check_webhook_url
@@ -138,6 +140,8 @@ def _store_and_publish(
 
     # Accepted once committed, confirmed or not: unconfirmed, the outbox relay publishes it.
     JOBS_SUBMITTED.inc()
+    # the rest of the request's lines (its publish, its access line) concern this job
+    structlog.contextvars.bind_contextvars(**job_context(job.id, request.session_id))
     ctx.outbox.publish(outbox_id, payload, job.priority)
     return Submission(job, created=True)
 
