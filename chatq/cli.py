@@ -13,6 +13,7 @@
     chatq eval FILE --tenant T [--kb DIR] [--url U --key K]  score answers to a question set
     chatq moderation lists load --tenant T FILE... | eval F  a tenant's moderation lists; P/R
     chatq purge                                              apply the retention settings now
+    chatq stats [--since 24h] [--tenant T] [--json]          jobs, latencies, webhooks of a window
     chatq api | worker | postprocess | delivery              one service in the foreground
 
 Flags become ``CHATQ_*`` variables before the settings are read, so every child process sees
@@ -343,10 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     from chatq.evaluation.command import add_eval_parser
     from chatq.moderation_command import add_moderation_parser
     from chatq.purge_command import add_purge_parser
+    from chatq.stats_command import add_stats_parser
 
     add_eval_parser(commands)
     add_moderation_parser(commands)
     add_purge_parser(commands)
+    add_stats_parser(commands)
 
     for name, handler, text in (
         ("api", cmd_api, "run the API (gunicorn) in the foreground"),

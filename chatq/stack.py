@@ -1,8 +1,9 @@
 """The whole stack as child processes: gunicorn (API), inference workers, Celery post-processors.
 
 ``chatq up`` and ``chatq demo`` use it. Children inherit the environment, so they read the same
-settings; command-line flags are turned into ``CHATQ_*`` variables before they start. If one
-child dies the stack stops (a supervisor such as Compose or Kubernetes restarts it instead).
+settings; command-line flags are turned into ``CHATQ_*`` variables before they start. While
+``chatq up`` runs, a child that dies is started again (``chatq.supervisor``); one that dies at
+start-up, or keeps dying, stops the stack.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from chatq.supervisor import CrashLoopError, Supervisor
 from shared.config import ApiWorker, Settings
 from shared.db.migrate import upgrade_database
 from shared.logs import get_logger
@@ -60,6 +62,7 @@ class Stack:
         self.settings = settings
         self.env = {**os.environ, **(env or {})}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._specs: dict[str, ProcessSpec] = {}
 
     @property
     def base_url(self) -> str:
@@ -173,8 +176,13 @@ class Stack:
 
     def start(self) -> None:
         self.prepare()
-        for spec in self.specs():
+        self._specs = {spec.name: spec for spec in self.specs()}
+        for spec in self._specs.values():
             self.spawn(spec)
+
+    def restart(self, name: str) -> subprocess.Popen[bytes]:
+        """Start the child ``name`` again, as it was first started."""
+        return self.spawn(self._specs[name])
 
     def spawn(self, spec: ProcessSpec, name: str | None = None) -> subprocess.Popen[bytes]:
         """Start one process of the stack (``name`` defaults to the spec's)."""
@@ -224,7 +232,8 @@ class Stack:
         self.processes.clear()
 
     def run_until_signal(self) -> int:
-        """Serve until SIGINT/SIGTERM (exit 0) or until a child dies (exit 1)."""
+        """Serve until SIGINT/SIGTERM (exit 0), restarting children that die, or until one
+        keeps dying (exit 1)."""
         stopping = False
 
         def request_stop(_signum: int, _frame: object) -> None:
@@ -233,12 +242,14 @@ class Stack:
 
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
+        supervisor = Supervisor(self.processes, self.restart)
         try:
             while not stopping:
-                self.check_alive()
+                supervisor.poll()
                 time.sleep(0.2)
-        except StackError as error:
+        except CrashLoopError as error:
             log.error("stack_failed", error=str(error))
+            print(f"chatq up: {error}", file=sys.stderr, flush=True)
             return 1
         finally:
             log.info("stack_stopping")

@@ -8,6 +8,7 @@ embedded default needs no set-up. Every post-processor must use the same key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from functools import cache
@@ -26,11 +27,28 @@ def pii_secret(settings: Settings) -> bytes:
 
 @cache
 def _secret_from_file(path: Path) -> bytes:
+    """The key in ``path``, made by the first process that needs it.
+
+    Several processes start at once and each may be first: the key is written whole to a file
+    of this process's own, then linked into place, which succeeds for one of them only and
+    never shows the others a file that is still empty (created, but not yet written).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(descriptor, "w") as key_file:
-        key_file.write(secrets.token_hex(32))
-    return path.read_bytes().strip()
+    if not path.exists():
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as key_file:
+                key_file.write(secrets.token_hex(32))
+                key_file.flush()
+                os.fsync(key_file.fileno())
+            with contextlib.suppress(FileExistsError):  # another process was first: its key
+                os.link(draft, path)
+        finally:
+            draft.unlink()
+    secret = path.read_bytes().strip()
+    if not secret:
+        raise RuntimeError(
+            f"{path} is empty: delete it (a new key is made) or set CHATQ_PII_SECRET"
+        )
+    return secret
