@@ -14,6 +14,7 @@
     chatq moderation lists load --tenant T FILE... | eval F  a tenant's moderation lists; P/R
     chatq purge                                              apply the retention settings now
     chatq stats [--since 24h] [--tenant T] [--json]          jobs, latencies, webhooks of a window
+    chatq status [--json]                                    queues, consumers, backlogs, jobs now
     chatq api | worker | postprocess | delivery              one service in the foreground
 
 Flags become ``CHATQ_*`` variables before the settings are read, so every child process sees
@@ -257,8 +258,18 @@ def cmd_delivery(_args: argparse.Namespace) -> int:
     os.execv(spec.argv[0], spec.argv)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("chatq")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatq", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"chatq {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="run the whole stack until Ctrl-C")
@@ -345,11 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     from chatq.moderation_command import add_moderation_parser
     from chatq.purge_command import add_purge_parser
     from chatq.stats_command import add_stats_parser
+    from chatq.status_command import add_status_parser
 
     add_eval_parser(commands)
     add_moderation_parser(commands)
     add_purge_parser(commands)
     add_stats_parser(commands)
+    add_status_parser(commands)
 
     for name, handler, text in (
         ("api", cmd_api, "run the API (gunicorn) in the foreground"),
@@ -372,6 +385,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (ValueError, RuntimeError, FileNotFoundError, LookupError) as error:
         print(f"chatq: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # the database or the broker away: one line, no traceback
+        from chatq.unreachable import describe_unreachable
+        from shared.config import get_settings
+
+        line = describe_unreachable(error, get_settings())
+        if line is None:
+            raise
+        print(f"chatq: {line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

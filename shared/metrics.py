@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -35,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from shared.logs import get_logger
+from shared.system_state import SystemState
 
 log = get_logger(__name__)
 
@@ -146,27 +146,29 @@ class SystemGauges(Collector):
     """Gauges read at scrape time from the broker and the database: the same for every
     process, so reading them beats keeping per-process copies in step."""
 
-    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, read: Callable[[], SystemState]) -> None:
         self._read = read
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         try:
-            values = self._read()
+            state = self._read()
         except Exception as error:  # a scrape must not fail because the broker is away
             log.warning("system_gauges_unavailable", error=repr(error))
             return
         depth = GaugeMetricFamily(
             "chatq_queue_depth", "Messages ready in each queue", labels=["queue"]
         )
-        for queue, count in values.get("queues", {}).items():
-            depth.add_metric([queue], count)
+        for name, queue in state.queues.items():
+            depth.add_metric([name], queue.ready)
         yield depth
-        for name, documentation in (
-            ("outbox_backlog", "Jobs stored but not yet confirmed published (the outbox)"),
-            ("webhooks_dead", "Webhook deliveries that gave up"),
-        ):
-            if name in values:
-                yield GaugeMetricFamily(f"chatq_{name}", documentation, value=values[name])
+        yield GaugeMetricFamily(
+            "chatq_outbox_backlog",
+            "Jobs stored but not yet confirmed published (the outbox)",
+            value=state.outbox_backlog,
+        )
+        yield GaugeMetricFamily(
+            "chatq_webhooks_dead", "Webhook deliveries that gave up", value=state.webhooks_dead
+        )
 
 
 def multiprocess_mode() -> bool:

@@ -63,5 +63,10 @@ def declare_topology(connection: Connection) -> None:
 
 def queue_depth(connection: Connection, queue: Queue) -> int:
     """Messages ready in ``queue`` (not counting those delivered and unacknowledged)."""
-    _name, message_count, _consumers = queue(connection.default_channel).queue_declare(passive=True)
-    return int(message_count)
+    return queue_state(connection, queue)[0]
+
+
+def queue_state(connection: Connection, queue: Queue) -> tuple[int, int]:
+    """Messages ready in ``queue``, and the consumers it has."""
+    _name, message_count, consumers = queue(connection.default_channel).queue_declare(passive=True)
+    return int(message_count), int(consumers or 0)

@@ -18,6 +18,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from shared import metrics
+from shared.system_state import QueueState, SystemState
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "chatq-dashboard.json"
@@ -40,8 +41,8 @@ SERIES_SUFFIXES = {
 }
 EXTRA_LABELS = {"histogram": {"le"}, "summary": {"quantile"}}
 
-# Every value the API's read_system_gauges returns, so SystemGauges yields every gauge it has.
-SYSTEM_READING = {"queues": {"chat.inference": 0}, "outbox_backlog": 0, "webhooks_dead": 0}
+# A state with a queue in it, so SystemGauges yields every gauge it has.
+SYSTEM_READING = SystemState({"chat.inference": QueueState(0, 0)})
 
 COMPOSE_SCRAPE_PORT = 9100  # CHATQ_METRICS_PORT each metrics-serving container would set
 

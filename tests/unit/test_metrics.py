@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.postprocess.job_metrics import FinishedJob, observe_finished
 from shared.messaging.schemas import Usage
 from shared.metrics import SystemGauges, exposition, observe_moderation
+from shared.system_state import QueueState, SystemState
 
 
 def value(name: str, **labels: str) -> float:
@@ -56,8 +57,8 @@ def test_a_moderation_finding_counts_once_per_category() -> None:
 
 
 def test_system_gauges_are_read_at_scrape_time() -> None:
-    reads = {"queues": {"chat.inference": 7}, "outbox_backlog": 3, "webhooks_dead": 1}
-    text, content_type = exposition(SystemGauges(lambda: reads))
+    state = SystemState({"chat.inference": QueueState(7, 1)}, outbox_backlog=3, webhooks_dead=1)
+    text, content_type = exposition(SystemGauges(lambda: state))
     assert content_type.startswith("text/plain")
     samples = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -70,7 +71,7 @@ def test_system_gauges_are_read_at_scrape_time() -> None:
 
 
 def test_a_scrape_still_answers_when_the_broker_is_away() -> None:
-    def unreachable() -> dict[str, object]:
+    def unreachable() -> SystemState:
         raise ConnectionError("broker down")
 
     text, _ = exposition(SystemGauges(unreachable))

@@ -9,53 +9,30 @@ and the database when scraped, so every API process answers the same.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
-from sqlalchemy import func, select
 
 from services.api.context import api_context
 from shared.config import Settings
-from shared.db.engine import session_scope
-from shared.db.models import DeliveryStatus, OutboxMessage, WebhookDelivery
-from shared.messaging.broker import broker_connection
-from shared.messaging.topology import (
-    DEAD_LETTER_QUEUE,
-    INFERENCE_QUEUE,
-    POSTPROCESS_QUEUE,
-    WEBHOOK_QUEUE,
-    queue_depth,
-)
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, SystemGauges, exposition
+from shared.system_state import SystemState, read_broker_state, read_database_state
 
 blueprint = Blueprint("metrics", __name__)
-
-QUEUES = (INFERENCE_QUEUE, POSTPROCESS_QUEUE, WEBHOOK_QUEUE, DEAD_LETTER_QUEUE)
 
 
 @blueprint.get("/metrics")
 def metrics() -> Response:
     """Every API process's metrics, and the system gauges."""
     settings = api_context().settings
-    body, content_type = exposition(SystemGauges(lambda: read_system_gauges(settings)))
+    body, content_type = exposition(SystemGauges(lambda: read_system_state(settings)))
     return Response(body, content_type=content_type)
 
 
-def read_system_gauges(settings: Settings) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    with session_scope(settings.database_url) as session:
-        values["outbox_backlog"] = session.scalar(select(func.count(OutboxMessage.id))) or 0
-        values["webhooks_dead"] = (
-            session.scalar(
-                select(func.count(WebhookDelivery.id)).where(
-                    WebhookDelivery.status == DeliveryStatus.DEAD
-                )
-            )
-            or 0
-        )
-    with broker_connection(settings) as connection:
-        values["queues"] = {queue.name: queue_depth(connection, queue) for queue in QUEUES}
-    return values
+def read_system_state(settings: Settings) -> SystemState:
+    state = SystemState()
+    read_database_state(settings, state)
+    read_broker_state(settings, state)
+    return state
 
 
 def install_request_metrics(app: Flask) -> None:
