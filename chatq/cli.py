@@ -77,6 +77,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(settings)
 
 
+def _quiet_model_libraries() -> None:
+    """The progress bar and the summary, not the libraries' narration: ONNX Runtime's graph
+    optimizer logs a line per node it removes (70 and more), transformers and optimum warn
+    about what the build already handles (legacy tokenizer defaults, tied weights)."""
+    import logging
+
+    from optimum.utils import logging as optimum_logging
+    from transformers.utils import logging as transformers_logging
+
+    logging.getLogger().setLevel(logging.WARNING)
+    for ours in ("training", "shared", "chatq"):
+        logging.getLogger(ours).setLevel(logging.INFO)
+    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    # these two set their own loggers' levels when first used: through their own switches
+    transformers_logging.set_verbosity_error()
+    optimum_logging.set_verbosity_error()
+
+
 def _cache_dir(model_dir: Path) -> Path:
     # beside the models: .chatq/models/default → .chatq/cache
     return model_dir.parent.parent / "cache"
@@ -90,6 +108,8 @@ def cmd_model_build(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     configure_logging(settings.model_copy(update={"log_format": "console"}), "model-build")
+    if not args.verbose:
+        _quiet_model_libraries()
     out = Path(args.out).resolve() if args.out else settings.model_dir
     source = (
         ModelSource.from_folder(Path(args.source))
@@ -291,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--from", dest="source", help="a Hugging Face causal LM folder")
     build.add_argument("--out", help="target folder (default CHATQ_MODEL_DIR)")
     build.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    build.add_argument(
+        "--verbose", action="store_true", help="also show the libraries' own log lines"
+    )
     build.add_argument(
         "--quantize",
         action="append",
