@@ -172,6 +172,10 @@ def _formatter(
         foreign_pre_chain=shared_processors,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            # a library's record (gunicorn, Celery) brings its exception as exc_info: rendered
+            # here as a traceback string, not as a list of reprs (chatq's own events are
+            # rendered earlier, in structlog's chain)
+            structlog.processors.format_exc_info,
             # last before rendering, so no field (tracebacks included) leaves unanonymised
             pii_log_processor,
             renderer,

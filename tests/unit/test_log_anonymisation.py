@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -31,3 +32,19 @@ def test_personal_data_in_events_and_library_records_is_anonymised(
     assert "task failed for" in logged
     assert PHONE not in logged and EMAIL not in logged
     assert "<PHONE_1>" in logged and "<EMAIL_1>" in logged
+
+
+def test_a_library_records_exception_is_rendered_as_a_traceback(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(data_dir=tmp_path)  # type: ignore[arg-type]
+    with chatq_logging(settings, LogFormat.JSON):
+        try:
+            raise ValueError("the receiver hung up")
+        except ValueError:
+            logging.getLogger("celery.app.trace").exception("Task %s raised", "finalize_job")
+    (line,) = [json.loads(text) for text in capsys.readouterr().err.splitlines()]
+    assert line["event"] == "Task finalize_job raised"
+    assert "exc_info" not in line
+    assert line["exception"].startswith("Traceback (most recent call last):")
+    assert line["exception"].endswith("ValueError: the receiver hung up")

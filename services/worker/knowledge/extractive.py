@@ -3,8 +3,11 @@
 Quoting the tenant's own words cannot hallucinate and costs no model call; the router uses it
 when a passage clearly matches. The passage is cleaned of Markdown syntax first (heading marks,
 bullet marks, emphasis, link syntax: the words stay), and returned whole when it is short.
-Otherwise its sentences are scored by how many of the question's lexical tokens they contain
-(``lexical_tokens``: stemmed English words, Chinese bigrams and characters) and the best one is
+Otherwise its best sentence is chosen by meaning where the caller knows each sentence's cosine
+to the question (the router does: the sentences' vectors are stored with their chunk), with the
+question's lexical tokens it shares (``lexical_tokens``: stemmed English words, Chinese bigrams
+and characters) deciding near-ties; without cosines, by the shared tokens alone ("is there an
+expiry date?" shares no word with "valid for 3 years", which is why meaning comes first). It is
 kept with what most likely completes it: the sentence after it (the answer to a question-like
 sentence or a heading follows it), then other sentences sharing the question's tokens. Sentences
 sharing nothing are left out even when there is room: a short focused answer beats a padded one.
@@ -15,6 +18,7 @@ shared token at all, the passage's opening sentences are the answer.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from itertools import pairwise
 
 from shared.knowledge.text import lexical_tokens, split_sentences
@@ -43,24 +47,56 @@ def clean_markdown(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
-def extract_answer(query: str, passage: str, *, max_chars: int = 420) -> str:
+SEMANTIC_OVERLAP_WEIGHT = 0.01
+"""With a ``similarity``, each shared question token adds this to a sentence's cosine: e5's
+cosines between one question and a passage's sentences lie within a few hundredths, so a
+shared token decides near-ties and no more."""
+
+
+def passage_sentences(passage: str) -> list[str]:
+    """The sentences ``extract_answer`` chooses from (the keys its ``similarity`` is asked
+    about), so that an index can embed them ahead of time."""
+    return [sentence for _, sentence in _sentences(clean_markdown(passage))]
+
+
+def _sentences(cleaned: str) -> list[tuple[int, str]]:
+    """(line number, sentence) of a cleaned passage."""
+    return [
+        (line_number, sentence)
+        for line_number, line in enumerate(cleaned.splitlines())
+        for sentence in split_sentences(line)
+    ]
+
+
+def extract_answer(
+    query: str,
+    passage: str,
+    *,
+    max_chars: int = 420,
+    similarity: Callable[[str], float | None] | None = None,
+) -> str:
     """The passage, cleaned, if it fits in ``max_chars``; else its sentences most relevant to
     the query, in passage order, within ``max_chars`` (a single sentence longer than that is
-    cut at a word boundary and ends with "…"). Empty only for a blank passage."""
+    cut at a word boundary and ends with "…"). Empty only for a blank passage.
+
+    ``similarity`` (a sentence's cosine to the question, None when unknown) chooses the best
+    sentence by meaning: "is there an expiry date?" shares no word with "valid for 3 years"."""
     cleaned = clean_markdown(passage)
     if not cleaned:
         return passage.strip()
     if len(cleaned) <= max_chars:
         return cleaned
 
-    sentences: list[tuple[int, str]] = [  # (line number, sentence)
-        (line_number, sentence)
-        for line_number, line in enumerate(cleaned.splitlines())
-        for sentence in split_sentences(line)
-    ]
+    sentences = _sentences(cleaned)
     wanted = set(lexical_tokens(query))
     overlaps = [len(wanted.intersection(lexical_tokens(s))) for _, s in sentences]
     best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
+    cosines = [similarity(s) for _, s in sentences] if similarity is not None else []
+    if cosines and all(cosine is not None for cosine in cosines):
+        best = max(
+            range(len(sentences)),
+            key=lambda i: (cosines[i] or 0.0) + SEMANTIC_OVERLAP_WEIGHT * overlaps[i],
+        )
     if len(sentences[best][1]) > max_chars:
         return _cut(sentences[best][1], max_chars)
 

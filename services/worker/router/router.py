@@ -63,6 +63,9 @@ KNOWLEDGE_INSTRUCTIONS = (
 # (then the conversation first).
 CONTEXT_DISCOUNT = 0.98
 
+# FAQ wordings searched for the entries compared by question and answer together
+FAQ_CANDIDATES = 40
+
 
 @dataclass(frozen=True)
 class RoutedAnswer:
@@ -151,6 +154,8 @@ class Router:
         previous = previous_user_turn(job.history)
         context_query = f"{previous}\n{query}" if previous else None
         candidates: list[Hit] = []
+        query_vector: np.ndarray | None = None
+        context_vector: np.ndarray | None = None
         if tenant.has_knowledge:
             # one embedder call for all the wordings the steps below compare
             texts = [query] + ([previous, context_query] if previous and context_query else [])
@@ -170,8 +175,15 @@ class Router:
             # an elliptical follow-up asks for something more: the FAQ answer the customer was
             # just given never answers it (a question asked again may get it again)
             told = _said(previous_answer(job.history)) if elliptical else None
+            # ... and is matched to the FAQ as it is meant, with the conversation: "运费谁出？"
+            # alone is the shipping-fee question, after "我想退货" it is not
+            faq_query, faq_vector = (
+                (context_query, context_vector)
+                if elliptical and context_query is not None and context_vector is not None
+                else (query, query_vector)
+            )
             answered = self._faq(
-                tenant, query, query_vector, lang, candidates, follow_up=bool(previous), told=told
+                tenant, faq_query, faq_vector, lang, candidates, follow_up=bool(previous), told=told
             )
             if answered is not None:
                 return answered
@@ -201,7 +213,9 @@ class Router:
             if self.knowledge_answer is KnowledgeAnswerMode.GENERATE:
                 facts = self._knowledge_instructions(tenant, hits[: self.top_k], lang)
                 return ModelTask("knowledge", facts, sources, key if job.greedy else None)
-            answer = self._extract(tenant, hits, context_query or query, sources)
+            # the sentences are chosen by the reading the passages were found with
+            extraction_vector = context_vector if context_query else query_vector
+            answer = self._extract(tenant, hits, context_query or query, extraction_vector, sources)
             self._remember(tenant, key, answer)
             return answer
 
@@ -266,7 +280,7 @@ class Router:
             return None
         # answer in the question's language when the tenant has FAQ entries in it
         same_language_only = lang in tenant.faq_languages()
-        for hit in tenant.faq_index.search(query, vector, k=5, prefer_lang=lang):
+        for hit in self._faq_candidates(tenant, query, vector, lang):
             entry = tenant.faq[tenant.faq_wording_owner[hit.position]]
             if same_language_only and entry.lang not in (None, lang):
                 continue
@@ -286,6 +300,29 @@ class Router:
             )
             return RoutedAnswer("faq", entry.answer, [source])
         return None
+
+    def _faq_candidates(
+        self, tenant: TenantKnowledge, query: str, vector: np.ndarray, lang: str
+    ) -> list[Hit]:
+        """The closest wording of each FAQ entry, best entry first by its wording's cosine plus
+        the question's cosine to the entry's answer: "how does my mum get online?" is about
+        as close to the eduroam and the guest Wi-Fi questions, but the guest Wi-Fi answer is
+        the one about visitors. The thresholds still apply to the wording's cosine."""
+        assert tenant.faq_index is not None
+        hits = tenant.faq_index.search(query, vector, k=FAQ_CANDIDATES, prefer_lang=lang)
+        if tenant.faq_answer_vectors is None:
+            return hits[:5]
+        closest: dict[int, Hit] = {}
+        for hit in hits:
+            owner = tenant.faq_wording_owner[hit.position]
+            if owner not in closest or closest[owner].dense < hit.dense:
+                closest[owner] = hit
+        answers = tenant.faq_answer_vectors @ vector
+        return sorted(
+            closest.values(),
+            key=lambda h: h.dense + float(answers[tenant.faq_wording_owner[h.position]]),
+            reverse=True,
+        )[:5]
 
     def _retrieve(
         self,
@@ -326,15 +363,29 @@ class Router:
         return evidence >= needed
 
     def _extract(
-        self, tenant: TenantKnowledge, hits: Sequence[Hit], question: str, sources: list[Source]
+        self,
+        tenant: TenantKnowledge,
+        hits: Sequence[Hit],
+        question: str,
+        vector: np.ndarray | None,
+        sources: list[Source],
     ) -> RoutedAnswer:
-        """The best passage's relevant sentences; when the runner-up passage is nearly as
+        """The relevant sentences of the best passage's section (the sentence closest to the
+        question in meaning, and what completes it); when the runner-up passage is nearly as
         close (another section that may hold the fact asked for), its sentences follow."""
-        best = tenant.chunks[hits[0].position]
-        response = extract_answer(question, best.text)
+
+        def similarity(sentence: str) -> float | None:
+            known = tenant.sentence_vectors.get(sentence)
+            return float(known @ vector) if known is not None and vector is not None else None
+
+        response = extract_answer(
+            question, tenant.section_text(hits[0].position), similarity=similarity
+        )
         used = sources[:1]
         if len(hits) > 1 and hits[1].score >= hits[0].score - self.thresholds.second_passage:
-            extra = extract_answer(question, tenant.chunks[hits[1].position].text)
+            extra = extract_answer(
+                question, tenant.section_text(hits[1].position), similarity=similarity
+            )
             if extra and extra not in response:
                 response = f"{response}\n\n{extra}"
                 used = sources[:2]

@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, select, update
 
 from services.worker.knowledge.embeddings import Embedder
+from services.worker.knowledge.extractive import passage_sentences
 from services.worker.knowledge.index import HybridIndex, IndexedText
 from services.worker.router.contact import find_contact
 from services.worker.router.intents import CompiledIntent
@@ -60,12 +61,18 @@ class TenantKnowledge:
     faq: list[FaqRecord] = field(default_factory=list)
     faq_wording_owner: list[int] = field(default_factory=list)  # wording row → faq position
     faq_index: HybridIndex | None = None
+    # each FAQ answer's vector (as a passage, one row per entry): which FAQ entry a question
+    # means is decided by its answer as well as by its question's wordings
+    faq_answer_vectors: np.ndarray | None = None
     intents: list[CompiledIntent] = field(default_factory=list)
     # said when nothing matches and the tenant set no fallback_answer: names the contact its
     # own documents give
     derived_fallback: LocalizedText | None = None
     # the tenant's moderator (shipped lists + its own) and safe answer
     safety: TenantSafety = field(default_factory=lambda: build_tenant_safety(TenantSettings(), []))
+    # every chunk sentence's vector (as a passage): extractive answers pick a passage's sentence
+    # by meaning; computed when the tenant is indexed, kept in memory only
+    sentence_vectors: dict[str, np.ndarray] = field(default_factory=dict)
     _chunk_languages: set[str] | None = None
 
     @property
@@ -74,6 +81,18 @@ class TenantKnowledge:
 
     def faq_languages(self) -> set[str]:
         return {entry.lang for entry in self.faq if entry.lang}
+
+    def section_text(self, position: int) -> str:
+        """The text of the chunk's whole section (its chunks with the same document and
+        heading): a long section is cut into chunks, and the fact asked for may sit in the
+        chunk beside the one that matched best."""
+        chunk = self.chunks[position]
+        start = end = position
+        while start > 0 and _same_section(self.chunks[start - 1], chunk):
+            start -= 1
+        while end + 1 < len(self.chunks) and _same_section(self.chunks[end + 1], chunk):
+            end += 1
+        return "\n\n".join(c.text for c in self.chunks[start : end + 1])
 
     def chunk_languages(self) -> set[str]:
         if self._chunk_languages is None:
@@ -88,6 +107,10 @@ def _vectors(blob: bytes | None, dim: int) -> np.ndarray | None:
     if array.size % dim:
         return None
     return array.reshape(-1, dim)
+
+
+def _same_section(one: ChunkRecord, other: ChunkRecord) -> bool:
+    return one.document_id == other.document_id and one.heading == other.heading
 
 
 def _passage_text(chunk: ChunkRecord) -> str:
@@ -242,42 +265,62 @@ class KnowledgeRegistry:
             return knowledge
 
     def _index_chunks(self, knowledge: TenantKnowledge, rows: Sequence[object]) -> None:
+        """Each chunk's stored rows are its vector, then its sentences' (the extractive
+        answer picks a sentence by meaning); a chunk stored otherwise is embedded again."""
         dim, model = self.embedder.dim, self.embedder.name
-        records, vectors, missing = [], [], []
+        records, blocks, missing = [], [], []
         for row in rows:
             chunk_id, document_id, title, heading, text, lang, blob, blob_model = row  # type: ignore[misc]
             record = ChunkRecord(document_id, title, heading, text, lang)
             stored = _vectors(blob, dim) if blob_model == model else None
             records.append(record)
-            vectors.append(stored[0] if stored is not None and len(stored) == 1 else None)
-            if vectors[-1] is None:
+            expected = 1 + len(passage_sentences(text))
+            blocks.append(stored if stored is not None and len(stored) == expected else None)
+            if blocks[-1] is None:
                 missing.append((len(records) - 1, chunk_id))
         if missing:
-            computed = self.embed_passages([_passage_text(records[i]) for i, _ in missing])
-            for (position, _), vector in zip(missing, computed, strict=True):
-                vectors[position] = vector
+            wanted = {
+                position: [
+                    _passage_text(records[position]),
+                    *passage_sentences(records[position].text),
+                ]
+                for position, _ in missing
+            }
+            computed = iter(self.embed_passages([t for texts in wanted.values() for t in texts]))
+            stored_rows = []
+            for position, chunk_id in missing:
+                block = np.vstack([next(computed) for _ in wanted[position]])
+                blocks[position] = block
+                stored_rows.append((chunk_id, block))
             # chunks are replaced, never edited, so a chunk id always names the same text
-            stored_rows = [(cid, v) for (_, cid), v in zip(missing, computed, strict=True)]
             self._store_vectors(KbChunk, "embedding", stored_rows)
         knowledge.chunks = records
         if records:
-            matrix = np.vstack(vectors).astype(np.float32)
+            matrix = np.vstack([block[0] for block in blocks]).astype(np.float32)
             items = [IndexedText(_passage_text(r), r.lang) for r in records]
             knowledge.chunk_index = HybridIndex(items, matrix)
+            knowledge.sentence_vectors = {
+                sentence: vector
+                for record, block in zip(records, blocks, strict=True)
+                for sentence, vector in zip(passage_sentences(record.text), block[1:], strict=True)
+            }
 
     def _index_faq(self, knowledge: TenantKnowledge, rows: Sequence[object]) -> None:
+        """Each entry's stored rows are its wordings' vectors (as queries: they are matched
+        against questions), then its answer's (as a passage); an entry stored otherwise is
+        embedded again."""
         dim, model = self.embedder.dim, self.embedder.name
         texts: list[IndexedText] = []
         blocks: list[np.ndarray] = []
+        answers: list[np.ndarray] = []
         for row in rows:
             faq_id, external_id, question, answer, alternatives, lang, blob, blob_model, changed = (
                 row  # type: ignore[misc]
             )
             wordings = [question, *(alternatives or [])]
             stored = _vectors(blob, dim) if blob_model == model else None
-            if stored is None or len(stored) != len(wordings):
-                # wordings are matched against questions: embed them as queries (symmetric)
-                stored = self.embed_queries(wordings)
+            if stored is None or len(stored) != len(wordings) + 1:
+                stored = np.vstack([self.embed_queries(wordings), self.embed_passages([answer])])
                 # only if the entry was not replaced meanwhile (its wordings may differ)
                 self._store_vectors(
                     FaqEntry, "embeddings", [(faq_id, stored)], FaqEntry.updated_at == changed
@@ -287,9 +330,11 @@ class KnowledgeRegistry:
             for wording in wordings:
                 texts.append(IndexedText(wording, lang))
                 knowledge.faq_wording_owner.append(position)
-            blocks.append(stored)
+            blocks.append(stored[:-1])
+            answers.append(stored[-1])
         if texts:
             knowledge.faq_index = HybridIndex(texts, np.vstack(blocks).astype(np.float32))
+            knowledge.faq_answer_vectors = np.vstack(answers).astype(np.float32)
 
     def _compile_intents(self, knowledge: TenantKnowledge, rows: Sequence[object]) -> None:
         compiled = []

@@ -78,3 +78,23 @@ def test_a_non_empty_passage_never_gives_an_empty_answer() -> None:
     for passage in ("```\n```", "- ", "# Heading only", "？", "A" * 1000):
         assert extract_answer("question", passage, max_chars=50)
     assert extract_answer("question", "   ") == ""
+
+
+def test_with_the_sentences_cosines_the_closest_in_meaning_is_chosen() -> None:
+    question = "is there an expiry date on them?"  # shares no word with the answer
+    closest = "Gift cards are valid for three years and cannot be exchanged for cash."
+    without = extract_answer(question, RETURNS, max_chars=120)
+    with_meaning = extract_answer(
+        question, RETURNS, max_chars=120, similarity=lambda s: 0.9 if s == closest else 0.8
+    )
+    assert closest not in without
+    assert closest in with_meaning
+
+
+def test_a_sentence_whose_cosine_is_unknown_leaves_the_choice_to_shared_words() -> None:
+    question = "when do refunds arrive"
+    by_words = extract_answer(question, RETURNS, max_chars=120)
+    partly_known = extract_answer(
+        question, RETURNS, max_chars=120, similarity=lambda s: 0.9 if "Promo" in s else None
+    )
+    assert partly_known == by_words and "Refunds are issued" in by_words

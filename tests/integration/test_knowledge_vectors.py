@@ -1,0 +1,85 @@
+"""Vectors are computed once and kept with the knowledge: a chunk's (and its sentences', which
+the extractive answer picks from) and an FAQ entry's (its wordings' and its answer's). A worker
+that starts later, or reloads, reads them instead of embedding again."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from services.worker.knowledge.embeddings import Embedder, load_embedder
+from services.worker.knowledge.extractive import passage_sentences
+from services.worker.router.tenant_knowledge import KnowledgeRegistry
+from shared.api_keys import create_api_key
+from shared.config import Settings
+from shared.db.engine import session_scope
+from shared.knowledge import store
+from shared.knowledge.schemas import DocumentIn, FaqIn
+
+pytestmark = pytest.mark.integration
+
+DOCUMENT = """# Gift cards
+
+## Validity
+Gift cards come in 100, 200 and 500 yuan. They are valid for 3 years from the day they are
+bought. A gift card cannot be exchanged for cash.
+"""
+
+
+class CountingEmbedder(Embedder):
+    """The real embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.name, self.dim = inner.name, inner.dim
+        self.texts = 0
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts += len(texts)
+        return self.inner.embed_queries(texts)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts += len(texts)
+        return self.inner.embed_passages(texts)
+
+
+def test_a_second_worker_reads_the_vectors_the_first_one_stored(
+    backend_settings: Settings,
+) -> None:
+    url = backend_settings.database_url
+    key = create_api_key(url, "shop")
+    with session_scope(url) as session:
+        tenant_id = store.tenant_by_name(session, key.tenant).id
+        store.put_document(
+            session, tenant_id, "gift-cards", DocumentIn(title="Gift cards", text=DOCUMENT)
+        )
+        store.put_faq(
+            session,
+            tenant_id,
+            "cash",
+            FaqIn(
+                question="Can I pay cash on delivery?",
+                answer="No, we do not.",
+                alternatives=["COD?"],
+            ),
+        )
+    real = load_embedder(backend_settings.embedding_model, backend_settings.embedding_model_dir)
+
+    first = CountingEmbedder(real)
+    loaded = KnowledgeRegistry(url, first, 0.9).current({tenant_id})[tenant_id]
+    sentences = passage_sentences(DOCUMENT.split("\n", 3)[-1])
+    assert first.texts >= 1 + 3  # a chunk, its sentences, the FAQ's two wordings and answer
+    assert set(sentences) <= set(loaded.sentence_vectors)
+    assert loaded.faq_answer_vectors is not None and loaded.faq_answer_vectors.shape == (
+        1,
+        real.dim,
+    )
+
+    second = CountingEmbedder(real)
+    again = KnowledgeRegistry(url, second, 0.9).current({tenant_id})[tenant_id]
+    assert second.texts == 0  # everything was read from the database
+    for sentence, vector in loaded.sentence_vectors.items():
+        np.testing.assert_allclose(again.sentence_vectors[sentence], vector, atol=1e-6)
+    np.testing.assert_allclose(again.faq_answer_vectors, loaded.faq_answer_vectors, atol=1e-6)
