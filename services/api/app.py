@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services.api.auth import install_access_control
 from services.api.backpressure import QueueGate
+from services.api.chat.completions import blueprint as completions_blueprint
 from services.api.chat.views import blueprint as chat_blueprint
 from services.api.context import EXTENSION_KEY, ApiContext
 from services.api.health.views import blueprint as health_blueprint
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (
         jobs_blueprint,
         chat_blueprint,
+        completions_blueprint,
         webhooks_blueprint,
         knowledge_blueprint,
         intents_blueprint,

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
+from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
@@ -245,3 +247,53 @@ def test_every_process_serves_metrics_of_what_it_did(
 
     deliverer = scrape(f"http://127.0.0.1:{port + 2}/metrics")
     assert "chatq_webhook_attempt_seconds_count{}" in deliverer
+
+
+@pytest.fixture
+def openai_client(running: RunningStack) -> Iterator[OpenAI]:
+    # the official client, unchanged: only its base URL and key point at chatq
+    with OpenAI(
+        base_url=f"{running.base_url}/v1", api_key=running.key.key, max_retries=0
+    ) as official:
+        yield official
+
+
+def test_the_openai_client_gets_chat_completions(
+    openai_client: OpenAI, client: httpx.Client
+) -> None:
+    completion = openai_client.chat.completions.create(
+        model="chatq-shop",
+        messages=[
+            {"role": "system", "content": "You are a helpful shop assistant."},
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Hi! How can I help?"},
+            {"role": "user", "content": "Can I pay by card?"},
+        ],
+        max_tokens=6,
+    )
+    assert completion.object == "chat.completion"
+    assert completion.model == "chatq-shop"
+    (choice,) = completion.choices
+    assert choice.message.role == "assistant" and choice.message.content
+    assert choice.finish_reason in ("stop", "length")
+    assert completion.usage is not None and completion.usage.completion_tokens <= 6
+    extension = completion.model_dump()["chatq"]
+    assert completion.id == f"chatcmpl-{extension['job_id']}"
+    job = client.get(f"/v1/jobs/{extension['job_id']}").json()  # an ordinary job underneath
+    assert job["response"] == choice.message.content
+    assert job["query"] == "Can I pay by card?" and job["route"] == extension["route"] == "llm"
+
+
+def test_the_openai_client_is_told_what_chatq_does_not_offer(openai_client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="not offered yet"):
+        openai_client.chat.completions.create(
+            model="chatq", messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+    with pytest.raises(openai.UnprocessableEntityError, match="must be the customer's"):
+        openai_client.chat.completions.create(
+            model="chatq", messages=[{"role": "assistant", "content": "Hi"}]
+        )
+    with pytest.raises(openai.UnprocessableEntityError):
+        openai_client.chat.completions.create(
+            model="chatq", messages=[{"role": "user", "content": "Hi"}], n=2
+        )

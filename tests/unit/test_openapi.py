@@ -18,6 +18,7 @@ from shared.config import Settings
 
 PROBLEM = "application/problem+json"
 REQUEST_MODELS = {
+    "completions.create": "ChatCompletionRequest",
     "jobs.create_job": "JobCreate",
     "chat.chat": "ChatRequest",
     "knowledge.put_document": "DocumentIn",

@@ -1,13 +1,22 @@
-"""Request bodies of the job endpoints. Bounds that depend on settings read them from the
-validation context (``parse_json_body`` passes the settings)."""
+"""Request bodies of the job endpoints, and the query and page of the job listing. Bounds that
+depend on settings read them from the validation context (``parse_json_body`` passes the
+settings)."""
 
 from __future__ import annotations
 
+import base64
 import json
-from typing import Any, Literal
+import re
+import struct
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -17,6 +26,8 @@ from pydantic import (
 )
 
 from shared.config import Settings
+from shared.db.models import JobStatus
+from shared.job_view import JobView
 from shared.messaging.topology import MAX_PRIORITY
 
 MAX_METADATA_BYTES = 16_384
@@ -144,3 +155,99 @@ class JobCreate(ConversationIn):
         if self.webhook_url is not None and not self.webhook_url.strip():
             raise ValueError("webhook_url must not be blank")
         return self
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+DEFAULT_JOB_PAGE = 20
+MAX_JOB_PAGE = 100
+# RFC 3339's date-time: a full date, a full time and an offset (datetime.fromisoformat alone
+# would also take a bare date, a naive time or a week date)
+RFC_3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$", re.ASCII
+)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CURSOR_LAYOUT = struct.Struct(">q16s")  # created_at in microseconds since EPOCH, the job's id
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{32}$"
+
+
+@dataclass(frozen=True)
+class JobCursor:
+    """Where a page ended: its last job's (created_at, id), the order the listing sorts by.
+
+    Clients treat it as opaque. It is the base64url of the microseconds since the epoch (8 bytes)
+    and the id (16 bytes), so it names the place exactly, whatever jobs arrive later."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        micros = (self.created_at - EPOCH) // timedelta(microseconds=1)
+        return base64.urlsafe_b64encode(CURSOR_LAYOUT.pack(micros, self.id.bytes)).decode()
+
+    @classmethod
+    def decode(cls, token: object) -> JobCursor:
+        refused = ValueError("is not a cursor this API gave out (pass `next_after` unchanged)")
+        if not isinstance(token, str) or not re.fullmatch(CURSOR_PATTERN, token):
+            raise refused
+        try:  # 32 base64 characters are always 24 bytes: one spelling per place
+            micros, id_bytes = CURSOR_LAYOUT.unpack(base64.urlsafe_b64decode(token))
+            return cls(EPOCH + timedelta(microseconds=micros), uuid.UUID(bytes=id_bytes))
+        except (ValueError, OverflowError):  # binascii.Error is a ValueError
+            raise refused from None
+
+
+def _rfc_3339(value: object) -> datetime:
+    if not isinstance(value, str) or not RFC_3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 timestamp such as 2026-11-28T09:30:00Z")
+    try:
+        return datetime.fromisoformat(value.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError("must be a real moment (no leap seconds, within years 1-9999)") from None
+
+
+def _given_once(value: object) -> object:
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise ValueError("give this parameter at most once")
+        return value[0]
+    return value
+
+
+Rfc3339 = BeforeValidator(_rfc_3339)
+OneQueryValue = BeforeValidator(_given_once)
+
+
+class JobListQuery(BaseModel):
+    """The query string of ``GET /v1/jobs``. Every parameter arrives as a list of strings
+    (``from_query``); ``status`` may be repeated, the others are given at most once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: frozenset[JobStatus] = Field(
+        frozenset(), description="any of these statuses; repeat the parameter for several"
+    )
+    # Before-validators run right to left: the one value is taken out of its list first.
+    session_id: Annotated[
+        str | None,
+        Field(min_length=1, max_length=128, pattern=SESSION_ID_PATTERN),
+        OneQueryValue,
+    ] = None
+    created_after: Annotated[datetime | None, Rfc3339, OneQueryValue] = None
+    created_before: Annotated[datetime | None, Rfc3339, OneQueryValue] = None
+    limit: Annotated[int, Field(ge=1, le=MAX_JOB_PAGE), OneQueryValue] = DEFAULT_JOB_PAGE
+    after: Annotated[JobCursor | None, BeforeValidator(JobCursor.decode), OneQueryValue] = None
+
+    @classmethod
+    def from_query(cls, args: Mapping[str, list[str]]) -> JobListQuery:
+        """Raises pydantic's ``ValidationError`` (a 422 naming each bad parameter)."""
+        return cls.model_validate(dict(args))
+
+
+class JobPage(BaseModel):
+    """A page of ``GET /v1/jobs``, newest job first."""
+
+    object: Literal["list"] = "list"
+    data: list[JobView]
+    has_more: bool
+    next_after: str | None = Field(description="pass as `after` for the next page")

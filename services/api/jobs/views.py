@@ -8,7 +8,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from services.api.auth import current_caller, hold_wait_slot, require_api_key
 from services.api.context import api_context
-from services.api.jobs.protocol import JobCreate
+from services.api.jobs.listing import load_job_page
+from services.api.jobs.protocol import JobCreate, JobListQuery
 from services.api.jobs.service import (
     cancel_job,
     load_job,
@@ -70,6 +71,16 @@ def create_job() -> Response:
     if not submission.created:
         response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+@blueprint.get("/jobs")
+@require_api_key(Scope.JOBS_READ)
+def list_jobs() -> Response:
+    """The tenant's jobs, newest first: ``status`` (repeatable), ``session_id``,
+    ``created_after``/``created_before`` (RFC 3339, exclusive), ``limit`` and ``after``."""
+    query = JobListQuery.from_query(request.args.to_dict(flat=False))
+    page = load_job_page(api_context(), current_caller(), query)
+    return jsonify(page.model_dump(mode="json"))
 
 
 @blueprint.get("/jobs/<job_id>")

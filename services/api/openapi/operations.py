@@ -15,8 +15,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from services.api.chat.completions import ChatCompletion, ChatCompletionRequest
 from services.api.chat.protocol import ChatRequest
-from services.api.jobs.protocol import SESSION_ID_PATTERN, JobCreate
+from services.api.jobs.protocol import (
+    CURSOR_PATTERN,
+    DEFAULT_JOB_PAGE,
+    MAX_JOB_PAGE,
+    SESSION_ID_PATTERN,
+    JobCreate,
+    JobPage,
+)
 from services.api.jobs.service import MAX_IDEMPOTENCY_KEY_LENGTH
 from services.api.keys.protocol import IssuedKeyView, KeyCreate, KeyRotate, KeyView
 from services.api.knowledge.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -41,6 +49,7 @@ from services.api.openapi.responses import (
 from services.api.sessions.views import DEFAULT_PAGE as DEFAULT_MESSAGE_PAGE
 from services.api.sessions.views import MAX_PAGE as MAX_MESSAGE_PAGE
 from shared.config import Settings
+from shared.db.models import JobStatus
 from shared.job_view import JobView
 from shared.knowledge.schemas import (
     EXTERNAL_ID_PATTERN,
@@ -158,6 +167,51 @@ OPERATIONS: dict[str, Operation] = {
         parameters=(IDEMPOTENCY_KEY,),
         description="The job is stored before the answer; poll it or wait for its webhook.",
     ),
+    "jobs.list_jobs": Operation(
+        "List the tenant's jobs, newest first",
+        "jobs",
+        {200: Reply(JobPage, "A page of jobs, newest first.")},
+        {422: "An invalid query parameter or `after`: `errors` names each."},
+        parameters=(
+            Parameter(
+                "status",
+                "query",
+                "Only jobs in one of these statuses; repeat it for several "
+                "(`status=queued&status=in_progress`).",
+                {"type": "array", "items": {"enum": [status.value for status in JobStatus]}},
+            ),
+            Parameter("session_id", "query", "Only the jobs of this session.", SESSION_ID),
+            Parameter(
+                "created_after",
+                "query",
+                "Only jobs created after this RFC 3339 time (exclusive).",
+                {"type": "string", "format": "date-time"},
+            ),
+            Parameter(
+                "created_before",
+                "query",
+                "Only jobs created before this RFC 3339 time (exclusive).",
+                {"type": "string", "format": "date-time"},
+            ),
+            Parameter(
+                "limit",
+                "query",
+                "Page size.",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_JOB_PAGE,
+                    "default": DEFAULT_JOB_PAGE,
+                },
+            ),
+            Parameter(
+                "after",
+                "query",
+                "The `next_after` of the previous page (opaque).",
+                {"type": "string", "pattern": CURSOR_PATTERN},
+            ),
+        ),
+    ),
     "jobs.get_job": Operation(
         "Read a job, optionally waiting until it is finished",
         "jobs",
@@ -179,6 +233,26 @@ OPERATIONS: dict[str, Operation] = {
         {200: Reply(JobView, "The cancelled job.")},
         {404: NO_JOB, 409: "The job has already finished."},
         path={"job_id": UUID},
+    ),
+    "completions.create": Operation(
+        "Chat Completions, as OpenAI's API takes them (for existing OpenAI clients)",
+        "jobs",
+        {200: Reply(ChatCompletion, "The answer, in the Chat Completions format.")},
+        {
+            400: "`stream: true` (not offered yet).",
+            429: "Too many open waits, or the queue or the tenant's share is full.",
+            409: "The Idempotency-Key was used with another body.",
+            502: "The job failed or expired.",
+            504: "No answer in time; the job goes on (`Location`).",
+        },
+        body=ChatCompletionRequest,
+        parameters=(IDEMPOTENCY_KEY,),
+        description=(
+            "The last message must be the customer's (`user`); earlier `user` and `assistant` "
+            "messages are its history; `system` and `developer` messages are accepted but not "
+            "applied. `model` is echoed back. The answer carries a `chatq` object: the job id, "
+            "route, sources, intent and handoff."
+        ),
     ),
     "chat.chat": Operation(
         "Ask and wait for the answer in one request",
