@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import signal
 import subprocess
@@ -37,6 +38,7 @@ LIMIT_REQUEST_FIELDS = 100
 LIMIT_REQUEST_FIELD_SIZE = 8190
 API_CONNECTIONS_PER_PROCESS = 1000
 HEADER_READ_TIMEOUT_S = 5
+GRACE_MARGIN_S = 10  # beyond the longest long-poll, for the answer to be written
 UNIX_SOCKET_PATH_MAX = 108  # sun_path, terminating NUL included
 
 
@@ -130,7 +132,8 @@ class Stack:
             "--config", "python:services.api.gunicorn_config",
             "--bind", f"{s.api_host}:{s.api_port}",
             "--workers", str(s.api_processes),
-            "--graceful-timeout", "30",
+            # a stopping API lets its long-polls run out, not cut them
+            "--graceful-timeout", str(math.ceil(s.max_long_poll_s) + GRACE_MARGIN_S),
             "--log-level", s.log_level.lower(),
             # gunicorn's defaults, written out: longer lines and headers are refused (414, 431)
             "--limit-request-line", str(LIMIT_REQUEST_LINE),

@@ -4,16 +4,22 @@ Every setting is an environment variable with the prefix ``CHATQ_`` (``CHATQ_MAX
 for ``max_batch_size``), read once per process by pydantic-settings. Bad values fail at start-up
 with the list of good ones. The defaults run with no servers at all: SQLite and the embedded
 kombu transport, both under ``data_dir``. The README lists every setting with its default.
+
+The credentials (``SECRET_FILE_SETTINGS``) may also be given as a file: ``CHATQ_<NAME>_FILE``
+names it, as Docker and Kubernetes mount secrets.
 """
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 class Device(StrEnum):
@@ -72,6 +78,44 @@ DEFAULT_SYSTEM_PROMPT = (
 
 # Standard Webhooks' suggested schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_WEBHOOK_RETRY_SCHEDULE_S = [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+
+
+# Settings that may come from a file named by ``CHATQ_<NAME>_FILE``: a secret mounted as a file
+# stays out of the environment, where `docker inspect`, /proc/<pid>/environ and every child
+# process would see it.
+SECRET_FILE_SETTINGS = ("database_url", "broker_url", "pii_secret")
+
+
+class SecretFilesSource(PydanticBaseSettingsSource):
+    """``CHATQ_<NAME>_FILE`` for each of ``SECRET_FILE_SETTINGS``: the file's content, less its
+    trailing newline. It ranks below the environment, as pydantic-settings' own ``secrets_dir``
+    does: ``CHATQ_<NAME>`` wins when both are set (a parent overriding a child's setting, as
+    ``chatq eval`` does for its private stack, keeps working)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ reads every file at once
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = str(self.config.get("env_prefix", "")).upper()
+        environment = {name.upper(): value for name, value in os.environ.items()}
+        values: dict[str, Any] = {}
+        for field_name in SECRET_FILE_SETTINGS:
+            variable = f"{prefix}{field_name.upper()}_FILE"
+            if environment.get(variable):
+                values[field_name] = read_secret_file(variable, Path(environment[variable]))
+        return values
+
+
+def read_secret_file(variable: str, path: Path) -> str:
+    """A secret's file, named by ``variable``: an unreadable or empty one stops the process, so
+    that a missing secret never falls back to the embedded defaults."""
+    try:
+        value = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as error:
+        raise ValueError(f"{variable}: cannot read {path}: {error.strerror}") from error
+    if not value:
+        raise ValueError(f"{variable}: {path} is empty")
+    return value
 
 
 class Settings(BaseSettings):
@@ -273,6 +317,23 @@ class Settings(BaseSettings):
     """Python log level name."""
     log_format: LogFormat = LogFormat.JSON
     """``json`` (one object per line) or ``console``."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            SecretFilesSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
