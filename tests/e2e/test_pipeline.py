@@ -3,6 +3,7 @@ embedded default and on Postgres + RabbitMQ, with the tiny model."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from chatq.client import AsyncChatqClient, ChatqClient, ChatqError
 from chatq.webhook_receiver import WebhookReceiver
 from shared.db.engine import dispose_engine, session_scope
 from shared.db.models import DeliveryStatus, Message, WebhookAttempt, WebhookDelivery
@@ -297,3 +299,23 @@ def test_the_openai_client_is_told_what_chatq_does_not_offer(openai_client: Open
         openai_client.chat.completions.create(
             model="chatq", messages=[{"role": "user", "content": "Hi"}], n=2
         )
+
+
+def test_the_python_client_submits_waits_lists_and_chats(running: RunningStack) -> None:
+    session = f"client-{uuid.uuid4().hex[:8]}"
+    with ChatqClient(running.base_url, running.key.key) as chatq:
+        job = chatq.wait(chatq.submit("Do you ship to Macau?", session_id=session).id)
+        assert job.status == "completed" and job.response
+        assert [listed.id for listed in chatq.jobs(session_id=session)] == [job.id]
+        chatted = chatq.chat("And to Hong Kong?", session_id=session)
+        assert chatted.status == "completed" and chatted.session_id == session
+        with pytest.raises(ChatqError) as refused:
+            chatq.cancel(job.id)  # finished already
+        assert refused.value.status == 409
+
+    async def asynchronously() -> str:
+        async with AsyncChatqClient(running.base_url, running.key.key) as chatq:
+            submitted = await chatq.submit("Can I pay by card?")
+            return (await chatq.wait(submitted.id)).status
+
+    assert asyncio.run(asynchronously()) == "completed"
