@@ -3,6 +3,7 @@ from them. (tests/e2e/test_fuzz.py checks the running API's answers against it.)
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +169,13 @@ def test_keyed_routes_need_the_bearer_scheme_and_public_ones_do_not(
 ) -> None:
     scheme = document["components"]["securitySchemes"]["bearerAuth"]
     assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
-    public = {"health.healthz", "health.readyz", "metrics.metrics", "openapi.document"}
+    public = {
+        "health.healthz",
+        "health.readyz",
+        "metrics.metrics",
+        "openapi.docs",
+        "openapi.document",
+    }
     for operation_id, operation in operations(document).items():
         if operation_id in public:
             assert operation["security"] == []
@@ -199,3 +206,16 @@ def test_bounds_from_the_settings_are_written_in(tmp_path: Path) -> None:
     tokens = schemas["ParamsIn"]["properties"]["max_new_tokens"]["anyOf"]
     bounds = {k: v for k, v in tokens[0].items() if k in ("type", "minimum", "maximum")}
     assert bounds == {"type": "integer", "minimum": 1, "maximum": 33}
+
+
+def test_the_docs_page_shows_every_operation_of_the_document(
+    app: Flask, document: dict[str, Any]
+) -> None:
+    response = app.test_client().get("/docs")  # no key: public like the document
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    for operation_id, operation in operations(document).items():
+        assert f'id="{operation_id}"' in page
+        assert html.escape(operation["summary"]) in page
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+    assert "(scope <code>jobs:write</code>)" in page  # a keyed route says what it needs

@@ -473,6 +473,11 @@ OPERATIONS: dict[str, Operation] = {
         "health",
         {200: Reply(None, "The Prometheus text exposition format.", text="text/plain")},
     ),
+    "openapi.docs": Operation(
+        "This document as an HTML page to read",
+        "meta",
+        {200: Reply(None, "The API reference, rendered on the server.", text="text/html")},
+    ),
     "openapi.document": Operation(
         "This document", "meta", {200: Reply(OpenApiDocument, "OpenAPI 3.1.")}
     ),

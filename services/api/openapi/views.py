@@ -1,4 +1,5 @@
-"""``GET /openapi.json``: the document, open to anyone (it holds no tenant's data)."""
+"""``GET /openapi.json``: the document, and ``GET /docs``: the same as a page to read; open to
+anyone (they hold no tenant's data)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 
 from services.api.context import api_context
+from services.api.openapi.docs_page import render_docs
 from services.api.openapi.document import build_document
 
 blueprint = Blueprint("openapi", __name__)
@@ -30,3 +32,8 @@ def _document() -> dict[str, Any]:
 @blueprint.get("/openapi.json")
 def document() -> Response:
     return jsonify(_document())
+
+
+@blueprint.get("/docs")
+def docs() -> Response:
+    return Response(render_docs(_document()), content_type="text/html; charset=utf-8")
