@@ -11,11 +11,12 @@ from dataclasses import asdict
 from typing import Any
 
 from chatq.unreachable import describe_unreachable
+from shared.system_state import SystemState
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from shared.config import get_settings
-    from shared.system_state import SystemState, read_broker_state, read_database_state
+    from shared.system_state import read_broker_state, read_database_state
 
     settings = get_settings()
     state = SystemState()
@@ -35,7 +36,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def print_state(state: Any, problems: dict[str, str]) -> None:
+def print_state(state: SystemState, problems: dict[str, str]) -> None:
     if state.queues:
         print(f"{'queue':<20} {'waiting':>8} {'consumers':>10}")
         for name, queue in state.queues.items():

@@ -17,17 +17,17 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.api.auth import current_caller, hold_wait_slot, require_api_key
+from services.api.auth import require_api_key
+from services.api.chat.views import answer_in_one_round_trip
 from services.api.context import api_context
 from services.api.jobs.protocol import JobCreate
-from services.api.jobs.service import request_fingerprint, submit_job, wait_for_job
 from services.api.problems import PROBLEM_CONTENT_TYPE, Problem, ProblemType
 from services.api.request_body import parse_json_body
 from shared.api_keys import Scope
-from shared.db.models import Job, JobStatus
+from shared.db.models import Job
 
 blueprint = Blueprint("completions", __name__, url_prefix="/v1")
 
@@ -116,38 +116,13 @@ class ChatCompletion(BaseModel):
 @blueprint.post("/chat/completions")
 @require_api_key(Scope.JOBS_WRITE)
 def create() -> Response:
-    ctx = api_context()
     completion_in = parse_json_body(ChatCompletionRequest)
     if completion_in.stream:
         raise Problem(
             ProblemType.BAD_REQUEST,
             "Streaming (`stream: true`) is not offered yet; send `stream: false` (the default).",
         )
-    job_in = job_for(completion_in)
-    with hold_wait_slot(ctx.settings.chat_timeout_s):
-        submission = submit_job(
-            ctx,
-            current_caller(),
-            job_in,
-            fingerprint=request_fingerprint("chat.completions", job_in),
-            idempotency_key=request.headers.get("Idempotency-Key"),
-        )
-        job = wait_for_job(ctx, current_caller(), submission.job.id, ctx.settings.chat_timeout_s)
-    link = f"/v1/jobs/{submission.job.id}"
-    if job is None or not job.status.is_terminal:
-        raise Problem(
-            ProblemType.TIMEOUT,
-            f"No answer within {ctx.settings.chat_timeout_s:g} s; the job goes on: poll {link}.",
-            job_id=str(submission.job.id),
-            headers={"Location": link},
-        )
-    if job.status is not JobStatus.COMPLETED:
-        raise Problem(
-            ProblemType.JOB_FAILED,
-            f"The job ended {job.status.value}: {(job.error or {}).get('message', 'no reason')}.",
-            job_id=str(job.id),
-            status_of_job=job.status.value,
-        )
+    job = answer_in_one_round_trip(job_for(completion_in), "chat.completions")
     return jsonify(completion_of(job, completion_in.model).model_dump(mode="json"))
 
 

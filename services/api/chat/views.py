@@ -17,7 +17,7 @@ from services.api.jobs.views import job_response
 from services.api.problems import Problem, ProblemType
 from services.api.request_body import parse_json_body
 from shared.api_keys import Scope
-from shared.db.models import JobStatus
+from shared.db.models import Job, JobStatus
 
 blueprint = Blueprint("chat", __name__, url_prefix="/v1")
 
@@ -25,16 +25,22 @@ blueprint = Blueprint("chat", __name__, url_prefix="/v1")
 @blueprint.post("/chat")
 @require_api_key(Scope.JOBS_WRITE)
 def chat() -> Response:
-    ctx = api_context()
     chat_in = parse_json_body(ChatRequest)
     job_in = JobCreate.model_construct(**dict(chat_in))
+    return job_response(answer_in_one_round_trip(job_in, "chat"), 200)
+
+
+def answer_in_one_round_trip(job_in: JobCreate, endpoint: str) -> Job:
+    """Submit ``job_in`` and wait for its answer (``POST /v1/chat`` and its OpenAI-format
+    twin): the completed job, or a problem (504 with the job's link, 502 if it failed)."""
+    ctx = api_context()
     # the wait slot is taken before the job exists: a refused chat leaves no job behind
     with hold_wait_slot(ctx.settings.chat_timeout_s):
         submission = submit_job(
             ctx,
             current_caller(),
             job_in,
-            fingerprint=request_fingerprint("chat", job_in),
+            fingerprint=request_fingerprint(endpoint, job_in),
             idempotency_key=request.headers.get("Idempotency-Key"),
         )
         job_id = submission.job.id
@@ -54,4 +60,4 @@ def chat() -> Response:
             job_id=str(job_id),
             status_of_job=job.status.value,
         )
-    return job_response(job, 200)
+    return job

@@ -276,8 +276,8 @@ class Router:
         a passage, so a document fact wins only when its passage is at least as close).
         A follow-up is answered from the FAQ only when it matches a question outright: "and
         what about headphones?" alone resembles many FAQ questions."""
-        if tenant.faq_index is None:
-            return None
+        if tenant.faq_index is None or tenant.faq_answer_vectors is None:
+            return None  # no FAQ (the two are built together)
         # answer in the question's language when the tenant has FAQ entries in it
         same_language_only = lang in tenant.faq_languages()
         for hit in self._faq_candidates(tenant, query, vector, lang):
@@ -308,10 +308,8 @@ class Router:
         the question's cosine to the entry's answer: "how does my mum get online?" is about
         as close to the eduroam and the guest Wi-Fi questions, but the guest Wi-Fi answer is
         the one about visitors. The thresholds still apply to the wording's cosine."""
-        assert tenant.faq_index is not None
+        assert tenant.faq_index is not None and tenant.faq_answer_vectors is not None
         hits = tenant.faq_index.search(query, vector, k=FAQ_CANDIDATES, prefer_lang=lang)
-        if tenant.faq_answer_vectors is None:
-            return hits[:5]
         closest: dict[int, Hit] = {}
         for hit in hits:
             owner = tenant.faq_wording_owner[hit.position]
