@@ -376,16 +376,22 @@ def build_parser() -> argparse.ArgumentParser:
     configure.set_defaults(handler=cmd_tenants_configure)
 
     from chatq.evaluation.command import add_eval_parser
+    from chatq.feedback_command import add_feedback_parser
+    from chatq.models_command import add_models_parser
     from chatq.moderation_command import add_moderation_parser
     from chatq.purge_command import add_purge_parser
     from chatq.stats_command import add_stats_parser
     from chatq.status_command import add_status_parser
+    from chatq.train_command import add_train_parser
 
     add_eval_parser(commands)
+    add_feedback_parser(commands)
+    add_models_parser(commands)
     add_moderation_parser(commands)
     add_purge_parser(commands)
     add_stats_parser(commands)
     add_status_parser(commands)
+    add_train_parser(commands)
 
     for name, handler, text in (
         ("api", cmd_api, "run the API (gunicorn) in the foreground"),
@@ -399,7 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a model hub
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "train_arguments", None) is not None:  # `chatq train` parses its own
+        args.train_arguments = [*unknown, *args.train_arguments]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -97,7 +97,7 @@ def document_from_file(path: Path, lang: str | None = None) -> tuple[str, Docume
     heading = re.search(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE)
     title = heading.group(1).strip() if heading else path.stem
     try:
-        return external_id, DocumentIn(title=title[:500], text=text, lang=lang)  # type: ignore[arg-type]
+        return external_id, DocumentIn(title=title[:500], text=text, lang=lang)
     except ValidationError as error:
         raise KnowledgeFileError(f"{path}: {_errors(error)}") from None
 

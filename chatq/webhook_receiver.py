@@ -15,6 +15,9 @@ from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
+# Loopback only: the receiver stands in for a tenant's endpoint in the demo and the tests.
+_HOST = "127.0.0.1"
+
 
 @dataclass
 class ReceivedWebhook:
@@ -53,13 +56,12 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the tests and the demo print what matters
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((_HOST, 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/hooks"
+        return f"http://{_HOST}:{self._server.server_port}/hooks"
 
     def _verify(self, headers: dict[str, str], body: str) -> ReceivedWebhook:
         for secret in self.secrets:

@@ -30,18 +30,24 @@ PREFIX_LENGTH = 10  # "cq_" and 7 random characters: enough to tell keys apart, 
 
 
 class Scope(StrEnum):
-    """What a key may do. ``admin`` may do everything, managing the tenant's keys included."""
+    """What a key may do. ``admin`` may do everything within its tenant, managing the tenant's
+    keys included. ``operator`` is the deployment's, not a tenant's: it acts on what every
+    tenant shares (the model version the workers serve, the operator dashboard over all
+    tenants), so no other scope grants it and a key holds it only when given it by name."""
 
-    JOBS_WRITE = "jobs:write"  # submit jobs, chat, cancel, re-send webhooks
+    JOBS_WRITE = "jobs:write"  # submit jobs, chat, cancel, re-send webhooks, feedback
     JOBS_READ = "jobs:read"  # poll jobs, read sessions, webhook deliveries and feedback
     KNOWLEDGE_WRITE = "knowledge:write"  # knowledge, FAQ, intents, tenant settings, moderation
     ADMIN = "admin"
+    OPERATOR = "operator"
 
 
 ALL_SCOPES: tuple[Scope, ...] = tuple(Scope)
+# What a tenant's ``admin`` holds: everything but the deployment's own scope.
+TENANT_SCOPES: tuple[Scope, ...] = tuple(scope for scope in Scope if scope is not Scope.OPERATOR)
 # A key created without --scopes can do what every key could do before scopes existed (and
-# what keys issued then still can): everything.
-DEFAULT_SCOPES: tuple[Scope, ...] = ALL_SCOPES
+# what keys issued then still can): everything a tenant may do.
+DEFAULT_SCOPES: tuple[Scope, ...] = TENANT_SCOPES
 
 
 class UnknownKeyError(LookupError):
@@ -91,6 +97,8 @@ def parse_scopes(values: Iterable[str]) -> list[Scope]:
 
 
 def scopes_grant(held: Collection[str], needed: Scope) -> bool:
+    if needed is Scope.OPERATOR:
+        return needed in held
     return needed in held or Scope.ADMIN in held
 
 

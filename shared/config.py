@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     """kombu URL; empty means the embedded SQLite transport at ``<data_dir>/broker.db``."""
     model_dir: Path = Path(".chatq/models/default")
     """Folder made by ``chatq model build`` (``onnx/`` and ``pytorch/`` inside)."""
+    model_refresh_interval_s: float = Field(5.0, gt=0, le=3600)
+    """How often a worker looks for a newly activated model version (``chatq models``)."""
 
     # --- inference ---------------------------------------------------------------------------
     device: Device = Device.CPU
@@ -226,6 +228,12 @@ class Settings(BaseSettings):
     """Most characters of ``history`` (all entries together) one job may carry."""
     max_request_bytes: int = Field(1_048_576, ge=1024)
     """Largest request body; bigger ones are refused with 413."""
+    max_batch_jobs: int = Field(10_000, ge=1, le=1_000_000)
+    """Most jobs one batch may hold (the lines of ``POST /v1/batches``); more are refused
+    with 422."""
+    max_batch_bytes: int = Field(33_554_432, ge=1024, le=1_073_741_824)
+    """Largest JSON-lines body of ``POST /v1/batches`` (held in memory while it is validated);
+    bigger ones are refused with 413."""
     max_long_poll_s: float = Field(60.0, ge=0, le=600)
     """Cap on ``GET /v1/jobs/{id}?wait=N``."""
     chat_timeout_s: float = Field(60.0, gt=0, le=600)
@@ -254,6 +262,9 @@ class Settings(BaseSettings):
     tenant_max_open_jobs: int = Field(1000, ge=0, le=10_000_000)
     """Queued and running jobs one tenant may have; more submits answer 429, so no tenant
     fills the queue for the others. 0: no cap."""
+    tenant_max_open_batch_jobs: int = Field(100_000, ge=0, le=100_000_000)
+    """Jobs one tenant may have in unfinished batches; a batch that would go over answers 429.
+    Batch jobs have this allowance instead of a place in ``tenant_max_open_jobs``. 0: no cap."""
 
     # --- processes in ``chatq up`` -----------------------------------------------------------
     inference_workers: int = Field(1, ge=0, le=64)
@@ -277,6 +288,12 @@ class Settings(BaseSettings):
     outbox_grace_s: float = Field(10.0, ge=0, le=3600)
     """How long the API process that stored a job has its outbox row to itself (it may still be
     publishing) before a relay may take it."""
+    batch_feed_depth: int = Field(16, ge=1, le=100_000)
+    """Batch jobs are released into ``chat.inference`` only while fewer messages than this wait
+    there, so an interactive job never queues behind more than about this many batch jobs."""
+    batch_feed_interval_s: float = Field(0.25, gt=0, le=60)
+    """How often each API process releases batch jobs into the queue and closes batches whose
+    jobs have all ended."""
 
     # --- webhooks ----------------------------------------------------------------------------
     webhook_allow_private: bool = False

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from shared.db.models import ChatSession, Job, Message, WebhookDelivery, utcnow
+from shared.db.models import ChatSession, Feedback, Job, Message, WebhookDelivery, utcnow
 
 
 class SessionBusyError(Exception):
@@ -35,6 +35,8 @@ def erase_job_texts(session: Session, job_ids: Collection[uuid.UUID], now: datet
     )
     for delivery in session.scalars(select(WebhookDelivery).where(WebhookDelivery.job_id.in_(ids))):
         delivery.payload = _without_texts(delivery.payload)
+    # feedback quotes the answer (a correction, a comment) and judges texts that are gone
+    session.execute(delete(Feedback).where(Feedback.job_id.in_(ids)))
     return len(ids)
 
 

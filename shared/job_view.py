@@ -14,6 +14,7 @@ from shared.db.models import Job, JobStatus
 class JobLinks(BaseModel):
     self: str
     cancel: str
+    feedback: str | None = None  # None in answers of servers from before feedback
 
 
 class JobView(BaseModel):
@@ -31,6 +32,8 @@ class JobView(BaseModel):
     usage: dict[str, Any] | None
     timings: dict[str, Any] | None
     engine: dict[str, Any] | None
+    # the model version that generated the answer (None: no model ran, or an older server)
+    model_version: str | None = None
     error: dict[str, Any] | None
     metadata: dict[str, Any]
     priority: int
@@ -56,6 +59,7 @@ class JobView(BaseModel):
             usage=job.usage,
             timings=job.timings,
             engine=job.engine,
+            model_version=job.model_version,
             error=job.error,
             metadata=job.metadata_,
             priority=job.priority,
@@ -63,5 +67,9 @@ class JobView(BaseModel):
             created_at=job.created_at,
             started_at=job.started_at,
             completed_at=job.completed_at,
-            links=JobLinks(self=f"/v1/jobs/{job.id}", cancel=f"/v1/jobs/{job.id}/cancel"),
+            links=JobLinks(
+                self=f"/v1/jobs/{job.id}",
+                cancel=f"/v1/jobs/{job.id}/cancel",
+                feedback=f"/v1/jobs/{job.id}/feedback",
+            ),
         )

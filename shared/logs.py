@@ -18,13 +18,14 @@ from typing import Any
 
 import structlog
 from sqlalchemy.exc import StatementError
+from structlog.typing import EventDict
 
 from shared.config import LogFormat, Settings, get_settings
 from shared.pii import pii_log_processor
 
 
 def _service_adder(service: str) -> structlog.typing.Processor:
-    def add_service(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    def add_service(_logger: Any, _name: str, event: EventDict) -> EventDict:
         event.setdefault("service", service)
         return event
 
@@ -134,7 +135,7 @@ def _exception_of(exc_info: Any) -> BaseException | None:
     return sys.exc_info()[1] if exc_info else None
 
 
-def redact_database_errors(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact_database_errors(_logger: Any, _name: str, event: EventDict) -> EventDict:
     """A structlog processor: database errors in an event keep their data to themselves."""
     error = _exception_of(event.get("exc_info"))
     if error is not None and any(

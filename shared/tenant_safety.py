@@ -42,7 +42,7 @@ class TenantSafety:
 
 def build_tenant_safety(settings: TenantSettings, lists: Sequence[ModerationList]) -> TenantSafety:
     policy = ModerationPolicy(
-        actions={**DEFAULT_POLICY.actions, **settings.moderation.actions},
+        actions=dict(DEFAULT_POLICY.actions) | settings.moderation.actions,  # the tenant's win
         classifier_threshold=DEFAULT_POLICY.classifier_threshold,
     )
     term_lists = [

@@ -86,7 +86,8 @@ def _load_source(source: ModelSource) -> tuple[Any, Any]:
     if source.gguf_file:
         # The GGUF weights are dequantised to fp32 on load; the quantiser bookkeeping would make
         # save_pretrained write a model that claims to be quantised (FACTS.md).
-        model.hf_quantizer = None
+        # from_pretrained sets this attribute on the instance; the class does not declare it
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
     if not tokenizer.chat_template:
@@ -98,13 +99,17 @@ def _load_source(source: ModelSource) -> tuple[Any, Any]:
     tokenizer.padding_side = "left"
     # generate() rejects token_type_ids, which some fast tokenizers return (FACTS.md).
     tokenizer.model_input_names = ["input_ids", "attention_mask"]
-    if model.generation_config.pad_token_id is None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    generation_config = model.generation_config
+    assert generation_config is not None  # a causal LM can generate, so it has one
+    if generation_config.pad_token_id is None:
+        generation_config.pad_token_id = tokenizer.pad_token_id
     return model.eval(), tokenizer
 
 
 def _first_id(value: int | list[int] | None) -> int | None:
-    return value[0] if isinstance(value, list) and value else value  # type: ignore[return-value]
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
 
 
 def _align_special_tokens(model: Any, tokenizer: Any) -> None:
@@ -167,8 +172,8 @@ def build_model(
         and layout.pytorch_dir.is_dir()
     )
     if up_to_date and not force:
+        assert manifest is not None  # up_to_date says so
         log.info("model_up_to_date", model_dir=str(model_dir), name=manifest.name)
-        assert manifest is not None
         manifest = _upgrade_prefill_logits(layout, manifest)
     else:
         manifest = _build_base(source, layout, progress)

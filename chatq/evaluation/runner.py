@@ -217,13 +217,13 @@ def run_item(jobs: JobClient, question: Question, options: RunOptions) -> Result
             job_ids.append(job_id)
             job = jobs.wait(job_id, options.timeout_s)
             if job is None:
-                error = f"turn {number} did not finish within {options.timeout_s:g} s"
-                return _failed(question, "timeout", error, job_ids, turn_answers, options)
+                reason = f"turn {number} did not finish within {options.timeout_s:g} s"
+                return _failed(question, "timeout", reason, job_ids, turn_answers, options)
             turn_answers.append(job.get("response"))
             if job.get("status") != "completed":
-                error = f"turn {number} {_job_error(job)}"
+                reason = f"turn {number} {_job_error(job)}"
                 return _failed(
-                    question, str(job.get("status")), error, job_ids, turn_answers, options
+                    question, str(job.get("status")), reason, job_ids, turn_answers, options
                 )
         started = time.monotonic()
         job_id = jobs.submit(
@@ -235,8 +235,8 @@ def run_item(jobs: JobClient, question: Question, options: RunOptions) -> Result
     except JobRequestError as error:
         return _failed(question, "error", str(error), job_ids, turn_answers, options)
     if job is None:
-        error = f"no answer within {options.timeout_s:g} s"
-        return _failed(question, "timeout", error, job_ids, turn_answers, options)
+        reason = f"no answer within {options.timeout_s:g} s"
+        return _failed(question, "timeout", reason, job_ids, turn_answers, options)
     completed = job.get("status") == "completed"
     answer = job.get("response") if completed else None
     return Result(

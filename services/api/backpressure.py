@@ -51,10 +51,11 @@ class QueueGate:
             )
 
     def _check_tenant_share(self, tenant_id: uuid.UUID, jobs: int) -> None:
-        # Counted from the jobs table (an index on tenant and status), and at most cap + 1 rows
-        # are counted, so a tenant far over its share costs no more than one at it. Two submits
-        # at the same moment may both pass at cap - 1: the cap is soft by the number of
-        # concurrent submits of one tenant, which the rate limit bounds.
+        # Counted from the jobs table (an index on tenant, status and batch), and at most cap + 1
+        # rows are counted, so a tenant far over its share costs no more than one at it. Batch
+        # jobs are not counted: batches have an allowance of their own (services/api/batches).
+        # Two submits at the same moment may both pass at cap - 1: the cap is soft by the number
+        # of concurrent submits of one tenant, which the rate limit bounds.
         cap = self.settings.tenant_max_open_jobs
         if not cap:
             return
@@ -63,6 +64,7 @@ class QueueGate:
             .where(
                 Job.tenant_id == tenant_id,
                 Job.status.in_((JobStatus.QUEUED, JobStatus.IN_PROGRESS)),
+                Job.batch_id.is_(None),
             )
             .limit(cap + 1)
             .subquery()

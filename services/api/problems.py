@@ -56,6 +56,10 @@ class ProblemType(Enum):
     # the state of a resource
     IDEMPOTENCY_KEY_REUSED = ("idempotency-key-reused", 409, "Idempotency-Key reused")
     JOB_FINISHED = ("job-finished", 409, "Job already finished")
+    BATCH_NOT_IN_PROGRESS = ("batch-not-in-progress", 409, "Batch not in progress")
+    JOB_NOT_COMPLETED = ("job-not-completed", 409, "Job not completed")
+    JOB_ERASED = ("job-erased", 409, "Job texts erased")
+    MODEL_NOT_SERVABLE = ("model-not-servable", 409, "Model folder not servable")
     SESSION_BUSY = ("session-busy", 409, "Session has unfinished jobs")
     NOTHING_TO_RESEND = ("nothing-to-resend", 409, "Nothing to re-send")
     KEY_NOT_USABLE = ("key-not-usable", 409, "Key revoked or expired")
@@ -132,14 +136,19 @@ class Problem(Exception):
         problem.status = status  # ERROR stands for any status; the answer keeps the real one
         return problem
 
-    def to_response(self) -> Response:
-        body = {
+    def body(self) -> dict[str, Any]:
+        """The problem details object (also sent inside streams, where no status line is
+        left to set)."""
+        return {
             "type": self.kind.uri,
             "title": self.kind.title,
             "status": self.status,
             "detail": self.detail,
             **self.extensions,
         }
+
+    def to_response(self) -> Response:
+        body = self.body()
         response = Response(json.dumps(body), status=self.status, mimetype=PROBLEM_CONTENT_TYPE)
         response.headers.update(self.headers)
         return response

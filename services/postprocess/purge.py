@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session
 
 from services.postprocess.privacy import pii_secret
 from shared.config import Settings
 from shared.db.engine import session_scope
-from shared.db.models import ChatSession, Job, JobStatus, Message, Tenant, utcnow
+from shared.db.models import ChatSession, Feedback, Job, JobStatus, Message, Tenant, utcnow
 from shared.erasure import erase_job_texts
 from shared.periodic import PeriodicWork
 from shared.pii import PlaceholderMap
@@ -59,8 +60,10 @@ def purge_once(settings: Settings, now: datetime | None = None) -> PurgeCounts:
     if settings.transcript_retention_days:
         cutoff = now - timedelta(days=settings.transcript_retention_days)
         with session_scope(settings.database_url) as session:
-            counts.deleted_messages = session.execute(
-                delete(Message).where(Message.created_at < cutoff)
+            # a DELETE's result is a CursorResult, which Session.execute's typing does not say
+            counts.deleted_messages = cast(
+                CursorResult[Any],
+                session.execute(delete(Message).where(Message.created_at < cutoff)),
             ).rowcount
             old_jobs = session.scalars(
                 select(Job.id).where(
@@ -68,8 +71,9 @@ def purge_once(settings: Settings, now: datetime | None = None) -> PurgeCounts:
                 )
             ).all()
             counts.erased_jobs = erase_job_texts(session, old_jobs, now)
-            counts.deleted_sessions = session.execute(
-                delete(ChatSession).where(ChatSession.last_activity_at < cutoff)
+            counts.deleted_sessions = cast(
+                CursorResult[Any],
+                session.execute(delete(ChatSession).where(ChatSession.last_activity_at < cutoff)),
             ).rowcount
     return counts
 
@@ -102,6 +106,14 @@ def _anonymise_finished_jobs(
         ]
         if job.response is not None:
             job.response = anonymizer.anonymize(job.response, placeholders)
+        feedback = session.scalar(select(Feedback).where(Feedback.job_id == job.id))
+        if feedback is not None:  # a correction or comment may quote the customer
+            if feedback.comment is not None:
+                feedback.comment = anonymizer.anonymize(feedback.comment, placeholders)
+            if feedback.corrected_answer is not None:
+                feedback.corrected_answer = anonymizer.anonymize(
+                    feedback.corrected_answer, placeholders
+                )
         job.redacted_at = now
         if chat_session is not None:
             chat_session.pii_placeholders = placeholders.to_json()

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from services.postprocess.job_metrics import FinishedJob, observe_finished
 from services.postprocess.moderation import moderate_answer
 from services.postprocess.privacy import pii_secret
+from shared.batch_completion import finish_batch_if_done
 from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.models import (
@@ -101,6 +102,9 @@ def record_outcome(settings: Settings, outcome: InferenceOutcome) -> list[str]:
             job.handoff = outcome.handoff
             job.usage = outcome.usage.model_dump() if outcome.usage else None
             job.engine = outcome.engine.model_dump() if outcome.engine else None
+            job.model_version = (
+                (outcome.engine.version or outcome.engine.model) if outcome.engine else None
+            )
             if outcome.timings:
                 timings = outcome.timings.model_copy(
                     update={"total_ms": round((now - job.created_at).total_seconds() * 1000, 3)}
@@ -134,6 +138,10 @@ def record_outcome(settings: Settings, outcome: InferenceOutcome) -> list[str]:
                 )
                 session.add(delivery)
                 deliveries.append(delivery.id)
+        if job.batch_id is not None:  # its batch ends with its last job
+            deliveries += finish_batch_if_done(
+                session, job.batch_id, now, first_attempt_at=now + FIRST_ATTEMPT_LEASE
+            )
         notify_job_finished(session, job.id)
         log.info("job_finished", job_id=str(job.id), status=job.status.value)
         finished = FinishedJob(job.status.value, job.route, job.timings, outcome.usage, job.handoff)

@@ -58,7 +58,7 @@ class AttemptOutcome:
 @dataclass(frozen=True)
 class _Pending:
     delivery_id: str
-    job_id: str
+    subject: dict[str, str]  # what the event is about, for the log lines: job_id or batch_id
     url: str
     payload: dict[str, Any]
     secret: str
@@ -77,7 +77,7 @@ def attempt_delivery(settings: Settings, delivery_id: str, client: WebhookClient
     pending = _load(settings, delivery_id)
     if pending is None:
         return AttemptOutcome(None)
-    with structlog.contextvars.bound_contextvars(job_id=pending.job_id):
+    with structlog.contextvars.bound_contextvars(**pending.subject):
         return _record(settings, pending, _send(settings, pending, client))
 
 
@@ -94,11 +94,16 @@ def _load(settings: Settings, delivery_id: str) -> _Pending | None:
         )
         if secret is None:
             return None
+        if delivery.job_id is None:  # a batch's event: it holds no texts of anyone's
+            subject, payload = {"batch_id": str(delivery.batch_id)}, delivery.payload
+        else:
+            subject = {"job_id": str(delivery.job_id)}
+            payload = _with_clear_texts(delivery.payload, session.get(Job, delivery.job_id))
         return _Pending(
             delivery.id,
-            str(delivery.job_id),
+            subject,
             delivery.url,
-            _with_clear_texts(delivery.payload, session.get(Job, delivery.job_id)),
+            payload,
             secret,
             (earlier_attempts or 0) + 1,
         )

@@ -21,9 +21,11 @@ from typing import Any
 from kombu import Connection, Message
 from pydantic import ValidationError
 
+from services.worker.engine_loop import EngineSwitch
 from services.worker.pending_job import PendingJob
 from services.worker.scheduler import EngineScheduler, JobProcessor
 from services.worker.settlements import OutcomeSender, SettlementQueue, Settler
+from services.worker.streaming import StreamRelay
 from shared.config import Settings
 from shared.db.models import utcnow
 from shared.logs import get_logger
@@ -55,13 +57,20 @@ class InferenceConsumer:
         *,
         idle_wakeup_s: float = IDLE_WAKEUP_S,
         retry_pause_s: float = 1.0,
+        switch: EngineSwitch | None = None,
+        relay: StreamRelay | None = None,
     ) -> None:
         self.settings = settings
         self.idle_wakeup_s = idle_wakeup_s
         self.sender = sender
         self._settlements = SettlementQueue()
         self.scheduler = EngineScheduler(
-            settings, processor, Settler(sender, self._settlements), retry_pause_s=retry_pause_s
+            settings,
+            processor,
+            Settler(sender, self._settlements),
+            retry_pause_s=retry_pause_s,
+            switch=switch,
+            relay=relay,
         )
         self.settled = 0  # messages settled so far (acked, requeued or rejected)
         self._stopping = threading.Event()
@@ -130,9 +139,11 @@ class InferenceConsumer:
                 with contextlib.suppress(TimeoutError):
                     connection.drain_events(timeout=POLL_INTERVAL_S)
             else:
-                ready, _, _ = select.select(
-                    [self._settlements, broker_socket], [], [], self.idle_wakeup_s
-                )
+                waitables: list[SettlementQueue | socket.socket] = [
+                    self._settlements,
+                    broker_socket,
+                ]
+                ready, _, _ = select.select(waitables, [], [], self.idle_wakeup_s)
                 if broker_socket in ready:
                     with contextlib.suppress(TimeoutError):  # one frame, already arriving
                         connection.drain_events(timeout=self.idle_wakeup_s)

@@ -1,9 +1,14 @@
 """The engine thread: prepared jobs into the engine, finished jobs out.
 
-With continuous batching, ready jobs join the running batch between decode steps and an idle
-engine starts on the first one at once; with static batching, an idle engine takes the next
-whole batch and runs it to the end. Each finished job's outcome goes to post-processing, and
+Every engine has one interface (``add`` and ``step``). With continuous batching, ready jobs join
+the running batch between decode steps and an idle engine starts on the first one at once; with
+static batching, an idle engine takes the next whole batch and steps it to the end before it
+admits more. Each finished job's outcome goes to post-processing, and
 only then is its message acknowledged (``Settler``).
+
+When the model switcher has a newly activated version loaded, the loop admits nothing more,
+lets the running sequences finish, and takes the new engine before the next admission
+(``services/worker/model_switch.py``).
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from services.worker.engine import ContinuousEngine, Engine, GenerationResult
+from services.worker.engine import Engine, GenerationResult
 from services.worker.pending_job import PendingJob
 from services.worker.ready_queue import ReadyJob, ReadyQueue
 from services.worker.settlements import Settler
+from services.worker.streaming import StreamRelay
 from shared.db.models import utcnow
 from shared.logs import get_logger
 from shared.messaging.schemas import InferenceOutcome, InferenceRequest
@@ -37,6 +43,19 @@ class Completing(Protocol):
 
     def forget(self, key: str) -> None: ...
 
+    def use_engine(self, engine: Engine) -> None: ...
+
+    def stream_flagger(self, key: str) -> Callable[[str], bool]: ...
+
+
+class EngineSwitch(Protocol):
+    """A replacement engine, loaded elsewhere, for the engine thread to take."""
+
+    @property
+    def pending(self) -> bool: ...
+
+    def take(self) -> Engine | None: ...
+
 
 class EngineLoop:
     def __init__(
@@ -48,6 +67,8 @@ class EngineLoop:
         max_batch_size: int,
         continuous: bool,
         retry_pause_s: float = 1.0,
+        switch: EngineSwitch | None = None,
+        relay: StreamRelay | None = None,
     ) -> None:
         self.processor = processor
         self.engine = processor.engine
@@ -56,12 +77,19 @@ class EngineLoop:
         self.max_batch_size = max_batch_size
         self.continuous = continuous
         self.retry_pause_s = retry_pause_s
+        self.switch = switch
+        self.relay = relay
         self._in_flight: dict[str, tuple[PendingJob, datetime]] = {}
 
     def run(self) -> None:
         """Until the ready queue is closed and empty and the engine idle."""
         while True:
-            active = self.engine.active if isinstance(self.engine, ContinuousEngine) else 0
+            active = self.engine.active
+            if self.switch is not None and self.switch.pending:
+                if active:  # finish the running batch on the engine that started it
+                    self._step()
+                    continue
+                self._switch_engine()
             if not active:
                 jobs = self.ready.take(
                     self.max_batch_size, IDLE_TIMEOUT_S, whole_group=not self.continuous
@@ -77,6 +105,21 @@ class EngineLoop:
             if active or jobs:
                 self._step()
 
+    def _switch_engine(self) -> None:
+        assert self.switch is not None
+        engine = self.switch.take()
+        if engine is None:
+            return
+        previous = self.engine.info
+        self.processor.use_engine(engine)
+        self.engine = engine
+        log.info(
+            "model_switched",
+            version=engine.info.version,
+            model=engine.info.model,
+            previous=previous.version or previous.model,
+        )
+
     def _admit(self, jobs: list[ReadyJob]) -> None:
         admitted = utcnow()
         for job in jobs:
@@ -87,19 +130,26 @@ class EngineLoop:
             in_flight=len(self._in_flight),
             padding_ratio=round(self.engine.padding_ratio, 3),
         )
+        if self.relay is not None:
+            for job in jobs:
+                request = job.pending.request
+                if request.stream:
+                    self.relay.start(
+                        job.generation.request_id,
+                        request.job_id,
+                        self.engine.tokenizer,
+                        request.params.stop,
+                        self.processor.stream_flagger(job.generation.request_id),
+                    )
         BATCH_SIZE.observe(len(jobs))
         BATCH_PADDING.observe(self.engine.padding_ratio)
         requests = [job.generation for job in jobs]
         engine = self.engine
-        if isinstance(engine, ContinuousEngine):
-            self._run_engine(lambda: engine.add(requests))
-        else:
-            self._run_engine(lambda: engine.generate(requests))
+        self._run_engine(lambda: engine.add(requests))
 
     def _step(self) -> None:
-        engine = self.engine
-        if isinstance(engine, ContinuousEngine) and engine.active:
-            self._run_engine(engine.step)
+        if self.engine.active:
+            self._run_engine(self.engine.step)
 
     def _run_engine(self, work: Callable[[], list[GenerationResult]]) -> None:
         try:
@@ -110,14 +160,17 @@ class EngineLoop:
                 job_ids=[str(pending.request.job_id) for pending, _ in self._in_flight.values()],
             )
             ENGINE_FAILURES.inc()
-            if isinstance(self.engine, ContinuousEngine):
-                self.engine.abort()
+            self.engine.abort()
             for key, (pending, _admitted) in self._in_flight.items():
                 self.processor.forget(key)
+                if self.relay is not None:
+                    self.relay.forget(key)  # the retry streams again, from its start
                 self.settler.requeue(pending.message)
             self._in_flight.clear()
             time.sleep(self.retry_pause_s)
             return
+        if self.relay is not None:  # before settling: a stream ends before its job does
+            self.relay.after_engine_call(self.engine, results)
         for result in results:
             GENERATED_TOKENS.inc(result.completion_tokens)
             pending, admitted = self._in_flight.pop(result.request_id)

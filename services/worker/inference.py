@@ -10,8 +10,8 @@ budget and go to the engine.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ import structlog
 from services.worker.engine import Engine, GenerationRequest, GenerationResult
 from services.worker.job_state import Claim, claim_with_transcripts
 from services.worker.prompt import PromptBuilder, PromptTooLongError
+from services.worker.prompt_encoder import PromptEncoder, own_token_counter
 from services.worker.router.router import ModelTask, RoutedAnswer, Router, RouterInput
 from services.worker.router.tenant_knowledge import KnowledgeRegistry, TenantKnowledge
 from shared.db.models import JobStatus, utcnow
@@ -34,6 +35,7 @@ from shared.messaging.schemas import (
     Timings,
     Usage,
 )
+from shared.moderation import Moderator
 
 log = get_logger(__name__)
 
@@ -58,6 +60,7 @@ class _ModelRoute:
     cache_key: str | None
     route_ms: float
     moderation: dict[str, Any] | None  # what input moderation found
+    moderator: Moderator | None  # the tenant's, for the text streamed while it is generated
 
 
 @dataclass
@@ -104,8 +107,9 @@ class BatchProcessor:
             else:
                 runnable.append((key, request))
 
+        tenant_ids = {claims[r.job_id].tenant_id for _, r in runnable}
         tenants = (
-            self.registry.current({claims[r.job_id].tenant_id for _, r in runnable} - {None})
+            self.registry.current({t for t in tenant_ids if t is not None})
             if self.registry is not None and self.router is not None
             else {}
         )
@@ -162,12 +166,41 @@ class BatchProcessor:
             cache_key=task.cache_key if task else None,
             route_ms=task.route_ms if task else 0.0,
             moderation=task.moderation if task else None,
+            moderator=tenant.safety.moderator if tenant else None,
         )
-        prepared.generation.append(GenerationRequest(key, messages, request.params))
+        encoder = self.prompts.count_tokens
+        ids = encoder.ids(messages) if isinstance(encoder, PromptEncoder) else None
+        prepared.generation.append(
+            GenerationRequest(
+                key,
+                messages,
+                request.params,
+                prompt_ids=tuple(ids) if ids is not None else None,
+                encoded_by=encoder.encoded_by if isinstance(encoder, PromptEncoder) else None,
+            )
+        )
 
     def forget(self, key: str) -> None:
         """Drop what was kept for a job that will not complete here (engine error, requeue)."""
         self._model_routes.pop(key, None)
+
+    def stream_flagger(self, key: str) -> Callable[[str], bool]:
+        """Whether text streamed for the job ``key`` is flagged by its tenant's output
+        moderation (the stored answer is moderated again, whole, in post-processing)."""
+        routed_as = self._model_routes.get(key)
+        moderator = routed_as.moderator if routed_as is not None else None
+        if moderator is None:
+            return lambda _text: False
+        return lambda text: moderator.check(text, stage="output").flagged
+
+    def use_engine(self, engine: Engine) -> None:
+        """Generate with ``engine`` from now on (a model version switch, on the engine thread
+        while no sequence is decoding): prompts are counted with its tokenizer, and the answer
+        cache keys name its model, so no answer of the old model is served as the new one's."""
+        self.engine = engine
+        self.prompts = replace(self.prompts, count_tokens=own_token_counter(engine))
+        if self.router is not None:
+            self.router.model_name = f"{engine.info.model}:{engine.info.variant}"
 
     def completed(
         self, request: InferenceRequest, result: GenerationResult, admitted_at: datetime

@@ -111,5 +111,6 @@ def _session_turns(
         .order_by(Message.created_at, Message.job_id, Message.position)
     ).all()
     for session_id, role, content in rows:
+        assert session_id is not None  # the query asked for these sessions' messages only
         turns[session_id].append(ChatTurn(role=role, content=content))
     return dict(turns)

@@ -7,11 +7,13 @@ import signal
 from types import FrameType
 
 from services.worker.consumer import CeleryOutcomeSender, InferenceConsumer
-from services.worker.engine import load_engine
+from services.worker.engine import Engine, load_engine
 from services.worker.inference import BatchProcessor
-from services.worker.preparer import own_token_counter
+from services.worker.model_switch import ModelSwitcher, ServedModel, starting_model
 from services.worker.prompt import PromptBuilder
+from services.worker.prompt_encoder import own_token_counter
 from services.worker.router.build import build_router
+from services.worker.streaming import StreamPublisher, StreamRelay
 from shared import metrics
 from shared.config import get_settings
 from shared.logs import configure_logging, get_logger
@@ -24,7 +26,13 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from local folders only
     settings = get_settings()
     configure_logging(settings, "worker")
-    engine = load_engine(settings)
+    serving = starting_model(settings)
+
+    def load(model: ServedModel) -> Engine:
+        return load_engine(settings, model.model_dir, label=model.label, version=model.version)
+
+    engine = load(serving)
+    switcher = ModelSwitcher(settings, serving, load)
     router, registry = build_router(settings, engine.info)
     processor = BatchProcessor(
         engine=engine,
@@ -38,7 +46,11 @@ def main() -> None:
         registry=registry,
     )
     consumer = InferenceConsumer(
-        settings, processor, CeleryOutcomeSender(make_celery(settings, "chatq-worker"))
+        settings,
+        processor,
+        CeleryOutcomeSender(make_celery(settings, "chatq-worker")),
+        switch=switcher,
+        relay=StreamRelay(StreamPublisher(settings)),
     )
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -48,9 +60,17 @@ def main() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     registry.start_watching(settings.knowledge_refresh_interval_s)
+    switcher.start()
     metrics.serve(settings.metrics_port, settings.metrics_host, "worker")
-    log.info("worker_ready", engine=engine.info.name, providers=engine.info.providers)
+    log.info(
+        "worker_ready",
+        engine=engine.info.name,
+        providers=engine.info.providers,
+        model=serving.label,
+        version=serving.version,
+    )
     consumer.run()
+    switcher.stop()
     registry.stop_watching()
     log.info("worker_stopped")
 

@@ -9,14 +9,11 @@ was decoding; here it overlaps with decoding, a batch ahead of the engine.
 
 from __future__ import annotations
 
-import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from services.worker.batcher import DynamicBatcher
-from services.worker.engine import Engine
-from services.worker.engine.chat_prompt import ChatPromptEncoder
 from services.worker.inference import PreparedJobs
 from services.worker.pending_job import PendingJob
 from services.worker.ready_queue import ReadyJob, ReadyQueue
@@ -28,17 +25,6 @@ log = get_logger(__name__)
 
 # How long the preparer waits for room or for jobs before it looks again whether to stop.
 IDLE_TIMEOUT_S = 0.2
-
-
-def own_token_counter(engine: Engine) -> Callable[[list[dict[str, str]]], int]:
-    """The engine's prompt-token count, on the preparer thread's own copy of its tokenizer.
-
-    A fast tokenizer is not safe to share between threads: transformers sets an attribute of
-    the Rust tokenizer on every call, which fails ("Already borrowed") while the engine thread
-    is encoding or decoding with it.
-    """
-    tokenizer = copy.deepcopy(engine.tokenizer)
-    return lambda messages: len(ChatPromptEncoder(tokenizer).encode(messages))
 
 
 class Preparing(Protocol):

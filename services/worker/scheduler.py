@@ -12,12 +12,12 @@ import threading
 from typing import Protocol
 
 from services.worker.batcher import DynamicBatcher
-from services.worker.engine import ContinuousEngine
-from services.worker.engine_loop import Completing, EngineLoop
+from services.worker.engine_loop import Completing, EngineLoop, EngineSwitch
 from services.worker.pending_job import PendingJob
 from services.worker.preparer import JobPreparer, Preparing
 from services.worker.ready_queue import ReadyQueue
 from services.worker.settlements import Settler
+from services.worker.streaming import StreamRelay
 from shared.config import BatchingMode, Settings
 
 
@@ -33,10 +33,10 @@ class EngineScheduler:
         settler: Settler,
         *,
         retry_pause_s: float = 1.0,
+        switch: EngineSwitch | None = None,
+        relay: StreamRelay | None = None,
     ) -> None:
-        continuous = settings.batching is BatchingMode.CONTINUOUS and isinstance(
-            processor.engine, ContinuousEngine
-        )
+        continuous = settings.batching is BatchingMode.CONTINUOUS
         self.processor = processor
         self.batcher: DynamicBatcher[PendingJob] = DynamicBatcher(
             settings.max_batch_size,
@@ -60,6 +60,8 @@ class EngineScheduler:
             max_batch_size=settings.max_batch_size,
             continuous=continuous,
             retry_pause_s=retry_pause_s,
+            switch=switch,
+            relay=relay,
         )
         self._settler = settler
         self._runs = {"preparer": preparer.run, "engine": engine_loop.run}

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     DateTime,
     Enum,
     ForeignKey,
@@ -86,6 +87,21 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
 )
+
+
+class BatchStatus(StrEnum):
+    """A batch's states, named as in the OpenAI Batch API. There is no ``validating`` nor
+    ``failed``: a batch is validated whole before it is stored, and refused (422) rather than
+    stored broken."""
+
+    IN_PROGRESS = "in_progress"
+    CANCELLING = "cancelling"  # cancelled: its queued jobs are, its running ones finish first
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (BatchStatus.COMPLETED, BatchStatus.CANCELLED)
 
 
 class DeliveryStatus(StrEnum):
@@ -213,8 +229,13 @@ class Job(Base):
         Index("ix_jobs_api_key_id_created_at", "api_key_id", "created_at"),
         Index("ix_jobs_tenant_id_created_at", "tenant_id", "created_at"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
-        # counts a tenant's open jobs for its share of the queue (services/api/backpressure.py)
-        Index("ix_jobs_tenant_id_status", "tenant_id", "status"),
+        # counts a tenant's open jobs outside batches for its share of the queue
+        # (services/api/backpressure.py): batch jobs have an allowance of their own
+        Index("ix_jobs_tenant_id_status_batch_id", "tenant_id", "status", "batch_id"),
+        # a batch's results in submission order
+        UniqueConstraint("batch_id", "batch_index"),
+        # a batch's counts by status, and whether any of its jobs is still open
+        Index("ix_jobs_batch_id_status", "batch_id", "status"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -241,6 +262,9 @@ class Job(Base):
     error: Mapped[dict[str, Any] | None]
     batch_size: Mapped[int | None] = mapped_column(Integer)
     engine: Mapped[dict[str, Any] | None]  # which engine and execution providers answered
+    # the model version that generated the answer (``model_versions.name``, or the name of the
+    # unregistered model in CHATQ_MODEL_DIR); null when no model ran (FAQ, rules, cache, ...)
+    model_version: Mapped[str | None] = mapped_column(String(128))
     sources: Mapped[list[Any] | None]  # the knowledge the answer came from
     intent: Mapped[dict[str, Any] | None]  # the recognised intent: name, confidence, slots
     handoff: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
@@ -250,6 +274,11 @@ class Job(Base):
     moderation: Mapped[dict[str, Any] | None]
     # set when the job's texts were replaced by their anonymised copy (retention) or erased
     redacted_at: Mapped[datetime | None]
+    # the batch the job came in (None: submitted alone), its place there from 0, and the name
+    # the caller gave it (``custom_id``; None for the jobs of ``POST /v1/jobs/batch``)
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    batch_index: Mapped[int | None] = mapped_column(Integer)
+    custom_id: Mapped[str | None] = mapped_column(String(128))
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
@@ -257,6 +286,36 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     session: Mapped[ChatSession | None] = relationship(lazy="joined")
+
+
+class Batch(Base):
+    """Many jobs submitted together (``POST /v1/batches``, ``POST /v1/jobs/batch``). Its counts
+    by status are read from its jobs; it ends (``completed``, or ``cancelled`` after a cancel)
+    once the last of them is terminal, and then its ``batch.completed`` event is queued.
+
+    Its jobs are stored with it but reach ``chat.inference`` a few at a time: ``released``
+    jobs (in submission order) have been handed to the outbox so far (services/api/batches)."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_batches_tenant_id_created_at", "tenant_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    # the key that submitted it: its secret signs the batch's webhook
+    api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    status: Mapped[BatchStatus] = mapped_column(_enum(BatchStatus, "batch_status"), index=True)
+    total: Mapped[int] = mapped_column(Integer)
+    released: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancelling_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]  # when its last job ended (cancelled batches too)
 
 
 class Message(Base):
@@ -281,14 +340,21 @@ class Message(Base):
 
 
 class WebhookDelivery(Base):
-    """One event for one job. Its id is the ``webhook-id`` header: fixed across retries so
-    receivers can deduplicate."""
+    """One event for one job, or for one batch (``batch.completed``). Its id is the
+    ``webhook-id`` header: fixed across retries so receivers can deduplicate."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (UniqueConstraint("job_id", "event_type"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "event_type"),
+        UniqueConstraint("batch_id", "event_type"),
+        CheckConstraint("(job_id IS NULL) <> (batch_id IS NULL)", name="one_subject"),
+        # dead deliveries, newest first: the operator dashboard and chatq status
+        Index("ix_webhook_deliveries_status_created_at", "status", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
     event_type: Mapped[str] = mapped_column(String(40))
     url: Mapped[str] = mapped_column(Text)
@@ -443,3 +509,42 @@ class ModerationList(Base):
     allow: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Feedback(Base):
+    """A caller's judgement of one job's answer: a thumb (``-1``/``+1``) or stars (1–5), a
+    comment, and the answer it should have been. One per job: a second one replaces it.
+    Preference pairs and SFT rows for training are exported from here (``chatq feedback``)."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), unique=True
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    rating: Mapped[int] = mapped_column(SmallInteger)
+    scale: Mapped[str] = mapped_column(String(8))  # "thumbs" (-1/+1) or "stars" (1-5)
+    comment: Mapped[str | None] = mapped_column(Text)
+    corrected_answer: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ModelVersion(Base):
+    """A model folder the workers may serve (``chatq models``). The active version is the one
+    activated last (``activated_at``); with none active, workers serve CHATQ_MODEL_DIR."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    # a chatq model folder (shared/model_layout.py) every worker host reads at this path
+    path: Mapped[str] = mapped_column(Text)
+    base: Mapped[str | None] = mapped_column(Text)  # what it was trained or built from
+    card: Mapped[dict[str, Any]] = mapped_column(default=dict)  # training card, manifest
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None]

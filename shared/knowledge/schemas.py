@@ -8,6 +8,7 @@ shapes from here, so a definition that was accepted is one the worker can run.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -287,7 +288,7 @@ class TenantSettings(BaseModel):
     """The tenant's own personal data (customer numbers, …): anonymised like phone numbers."""
 
 
-def fill_template(template: str, values: dict[str, object]) -> str:
+def fill_template(template: str, values: Mapping[str, object]) -> str:
     """``template`` with each ``{name}`` replaced by ``values[name]``; unknown names stay."""
 
     def replace(match: re.Match[str]) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db.engine import session_scope
@@ -199,8 +199,14 @@ def list_faq(
 
 
 def delete_faq(session: Session, tenant_id: uuid.UUID, external_id: str) -> bool:
-    deleted = session.execute(
-        delete(FaqEntry).where(FaqEntry.tenant_id == tenant_id, FaqEntry.external_id == external_id)
+    # a DELETE's result is a CursorResult, which Session.execute's typing does not say
+    deleted = cast(
+        CursorResult[Any],
+        session.execute(
+            delete(FaqEntry).where(
+                FaqEntry.tenant_id == tenant_id, FaqEntry.external_id == external_id
+            )
+        ),
     ).rowcount
     if deleted:
         knowledge_changed(session, tenant_id)
@@ -249,10 +255,13 @@ def list_intents(session: Session, tenant_id: uuid.UUID) -> list[IntentDefinitio
 
 
 def delete_intent(session: Session, tenant_id: uuid.UUID, name: str) -> bool:
-    deleted = session.execute(
-        delete(IntentDefinitionRow).where(
-            IntentDefinitionRow.tenant_id == tenant_id, IntentDefinitionRow.name == name
-        )
+    deleted = cast(
+        CursorResult[Any],
+        session.execute(
+            delete(IntentDefinitionRow).where(
+                IntentDefinitionRow.tenant_id == tenant_id, IntentDefinitionRow.name == name
+            )
+        ),
     ).rowcount
     if deleted:
         knowledge_changed(session, tenant_id)

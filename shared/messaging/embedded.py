@@ -1,10 +1,13 @@
 """The embedded broker: kombu's SQLAlchemy transport on a SQLite file, tuned for chatq.
 
-Three changes to kombu's transport, which otherwise works across processes here:
+Four changes to kombu's transport, which otherwise works across processes here:
 - ``polling_interval`` is taken from the transport options instead of being handed to
   ``create_engine`` (which rejects it); kombu's default of 1 s would add a second to every hop.
 - connections use WAL and wait on locks, as the application database does;
-- a consumed row is deleted rather than hidden, so the table does not grow forever.
+- a consumed row is deleted rather than hidden, so the table does not grow forever;
+- a token-stream message (``shared/messaging/streams.py``) for a stream queue that does not exist
+  is dropped, as RabbitMQ's default exchange drops it, instead of creating the queue; deleting a
+  stream queue deletes its row and messages.
 
 Unacknowledged messages are restored when a consumer closes its channel; a consumer killed
 outright loses what it held. The embedded broker is for development and demos: production runs
@@ -22,14 +25,37 @@ from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import text
 
 from shared.db.engine import create_db_engine
+from shared.messaging.streams import STREAM_QUEUE_PREFIX
 
 
 class Channel(kombu_sqla.Channel):
+    # kombu's SQLAlchemy channel names the message ``payload``, its virtual base ``message``: no
+    # signature matches both, and kombu passes it by position.
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if queue.startswith(STREAM_QUEUE_PREFIX) and not self._exists(queue):
+            return  # nobody listens to this stream (any more)
+        super()._put(queue, payload, **kwargs)
+
+    def _exists(self, queue: str) -> bool:
+        found = self.session.query(self.queue_cls.id).filter(self.queue_cls.name == queue).first()
+        self.session.commit()  # end the read: a session left open holds SQLite's snapshot
+        return found is not None
+
+    def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
+        obj = self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).first()
+        if obj is not None:
+            self.session.query(self.message_cls).filter(self.message_cls.queue_id == obj.id).delete(
+                synchronize_session=False
+            )
+            self.session.delete(obj)
+        self.session.commit()
+
     def _engine_from_config(self) -> Any:
         # kombu's sessions stay open between polls: they must not hold a write lock meanwhile.
         return create_db_engine(self.connection.client.hostname, immediate_transactions=False)
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
+        # ``timeout`` is the virtual channel's signature; kombu polls this transport without one.
         obj = self._get_or_create(queue)
         self.session.execute(text("BEGIN IMMEDIATE TRANSACTION"))
         try:

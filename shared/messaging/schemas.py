@@ -48,6 +48,8 @@ class InferenceRequest(BaseModel):
     priority: int = Field(0, ge=0, le=9)
     deadline_at: datetime | None = None
     submitted_at: datetime
+    # the API listens on the job's stream queue: publish the answer's text as it is generated
+    stream: bool = False
 
 
 class Usage(BaseModel):
@@ -69,6 +71,8 @@ class EngineInfo(BaseModel):
     providers: list[str]  # what the session really runs on (onnxruntime can fall back silently)
     model: str
     variant: str = "fp32"  # fp32, or a quantised export (int8, fp16)
+    # the model version served (``chatq models``); None: CHATQ_MODEL_DIR, no version active
+    version: str | None = None
 
 
 class JobError(BaseModel):

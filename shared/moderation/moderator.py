@@ -164,15 +164,15 @@ class Moderator:
 
         if not actions:
             return ModerationResult(False, (), None, stage, text, tuple(counted), score)
-        action = strictest(actions.values())
+        overall = strictest(actions.values())
         masked = text
-        if action == "mask":
+        if overall == "mask":
             masked = _mask(
                 text,
                 [(m.start, m.end) for m in counted if actions[m.category] == "mask"],
             )
         return ModerationResult(
-            True, tuple(sorted(actions)), action, stage, masked, tuple(counted), score
+            True, tuple(sorted(actions)), overall, stage, masked, tuple(counted), score
         )
 
     def _lexicon(

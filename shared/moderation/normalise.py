@@ -133,10 +133,10 @@ class Normalised:
         return self.origin[plain_start], self.origin[plain_end - 1] + 1
 
 
-def _fold(text: str) -> tuple[str, list[int]]:
+def _fold(text: str) -> tuple[str, Sequence[int]]:
     """Step 1; returns the folded text and, for each of its characters, the original index."""
     if text.isascii():  # the common case: NFKC is the identity, one char stays one char
-        return text.lower(), range(len(text))  # type: ignore[return-value]
+        return text.lower(), range(len(text))
     chars: list[str] = []
     origin: list[int] = []
     for index, char in enumerate(text):
@@ -149,7 +149,7 @@ def _fold(text: str) -> tuple[str, list[int]]:
     return "".join(chars), origin
 
 
-def _drop_separators(text: str, origin: list[int]) -> tuple[str, list[int]]:
+def _drop_separators(text: str, origin: Sequence[int]) -> tuple[str, Sequence[int]]:
     """Step 2."""
     drop: list[tuple[int, int]] = []
     for match in _SPACED_LETTERS.finditer(text):
@@ -216,7 +216,7 @@ def normalise(text: str) -> Normalised:
     return normalise_views(text)[0]
 
 
-def _collapse(folded: str, origin: list[int]) -> Normalised:
+def _collapse(folded: str, origin: Sequence[int]) -> Normalised:
     """Step 4: runs of one character become one; only the (few) runs are walked in Python."""
     positions: list[int] = []
     lengths: list[int] = []

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import ModerationList, utcnow
@@ -94,10 +95,14 @@ def list_lists(session: Session, tenant_id: uuid.UUID) -> Sequence[ModerationLis
 
 
 def delete_list(session: Session, tenant_id: uuid.UUID, name: str) -> bool:
-    deleted = session.execute(
-        delete(ModerationList).where(
-            ModerationList.tenant_id == tenant_id, ModerationList.name == name
-        )
+    # a DELETE's result is a CursorResult, which Session.execute's typing does not say
+    deleted = cast(
+        CursorResult[Any],
+        session.execute(
+            delete(ModerationList).where(
+                ModerationList.tenant_id == tenant_id, ModerationList.name == name
+            )
+        ),
     )
     if not deleted.rowcount:
         return False

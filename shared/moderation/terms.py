@@ -99,13 +99,8 @@ def parse_list_file(path: Path) -> ListFile:
                 target = allow
             elif words == ["exclude"]:
                 target = exclude
-            elif (
-                1 <= len(words) <= 2
-                and words[0] in CATEGORIES
-                and (len(words) == 1 or words[1] in SEVERITIES)
-            ):
-                severity: Severity = words[1] if len(words) == 2 else "severe"  # type: ignore[assignment]
-                target = terms[(words[0], severity)]
+            elif (section := _term_section(words)) is not None:
+                target = terms[section]
             else:
                 raise ListFileError(f"{path}:{number}: unknown section {line}")
             continue
@@ -113,6 +108,19 @@ def parse_list_file(path: Path) -> ListFile:
             raise ListFileError(f"{path}:{number}: an entry before any [section]")
         target.extend(expand(line) if target is not exclude else [line])
     return ListFile(dict(terms), allow, exclude)
+
+
+def _term_section(words: list[str]) -> tuple[str, Severity] | None:
+    """The key of a ``[category]`` or ``[category severity]`` section (severe by default);
+    None for any other header."""
+    if not 1 <= len(words) <= 2 or words[0] not in CATEGORIES:
+        return None
+    if len(words) == 1:
+        return words[0], "severe"
+    for severity in SEVERITIES:
+        if words[1] == severity:
+            return words[0], severity
+    return None
 
 
 def _glin_words(language: str) -> list[str]:

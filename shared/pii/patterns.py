@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+# re's parser, to read a tenant's pattern; typeshed has no stubs for these private modules, and
+# the public sre_parse and sre_constants aliases are deprecated since Python 3.11
 from re import _constants as sre_constants  # type: ignore[attr-defined]
 from re import _parser as sre_parser  # type: ignore[attr-defined]
 from typing import Any, Final, Literal

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.api_keys import create_api_key
+from shared.api_keys import Scope, create_api_key
 from shared.db.engine import dispose_engine
 from tests.conftest import REPO_ROOT, NamespaceFactory, RunningStack, start_stack
 from tests.e2e.fuzz_hooks import PROTECTED_KEY_ENV, SPARE_KEY_ENV
@@ -76,6 +76,13 @@ def api(
         max_long_poll_s="0.2",
         chat_timeout_s="0.1",
         webhook_resolve_timeout_s="0.5",
+    )
+    # every scope, the deployment's `operator` too: no operation is only ever refused
+    running.key = create_api_key(
+        running.settings.database_url,
+        "fuzz",
+        tenant=running.key.tenant,
+        scopes=[scope.value for scope in Scope],
     )
     yield running
     running.stack.stop()

@@ -4,6 +4,7 @@ embedded default and on Postgres + RabbitMQ, with the tiny model."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -286,11 +287,58 @@ def test_the_openai_client_gets_chat_completions(
     assert job["query"] == "Can I pay by card?" and job["route"] == extension["route"] == "llm"
 
 
-def test_the_openai_client_is_told_what_chatq_does_not_offer(openai_client: OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="not offered yet"):
+def test_the_openai_client_streams_chat_completions(
+    openai_client: OpenAI, client: httpx.Client
+) -> None:
+    chunks = list(
         openai_client.chat.completions.create(
-            model="chatq", messages=[{"role": "user", "content": "Hi"}], stream=True
+            model="chatq-shop",
+            messages=[{"role": "user", "content": "Can I pay by card?"}],
+            max_tokens=16,
+            stream=True,
+            stream_options={"include_usage": True},
         )
+    )
+    assert {chunk.object for chunk in chunks} == {"chat.completion.chunk"}
+    assert chunks[0].choices[0].delta.role == "assistant"
+    pieces = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
+    # the text travelled as the model generated it, not as the finished answer in one piece
+    assert len(pieces) >= 2
+    (finish,) = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish.choices[0].finish_reason in ("stop", "length")
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    job_id = finish.model_dump()["chatq"]["job_id"]
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["response"] == "".join(pieces)
+    assert chunks[-1].usage.completion_tokens == job["usage"]["completion_tokens"] <= 16
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str, Any]]:
+    events, name = [], "message"
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line.removeprefix("data: "))))
+    return events
+
+
+def test_chat_streams_its_answer_as_server_sent_events(client: httpx.Client) -> None:
+    body = {"query": "How do I reset my router?", "stream": True, "params": {"max_new_tokens": 16}}
+    with client.stream("POST", "/v1/chat", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(response)
+    names = [name for name, _ in events]
+    assert names[-1] == "done" and set(names[:-1]) == {"delta"} and len(names) >= 3
+    job = events[-1][1]
+    assert job["status"] == "completed" and job["object"] == "chat.job"
+    assert "".join(data["text"] for name, data in events[:-1]) == job["response"]
+
+
+def test_the_openai_client_is_told_what_chatq_does_not_offer(openai_client: OpenAI) -> None:
     with pytest.raises(openai.UnprocessableEntityError, match="must be the customer's"):
         openai_client.chat.completions.create(
             model="chatq", messages=[{"role": "assistant", "content": "Hi"}]
@@ -312,10 +360,21 @@ def test_the_python_client_submits_waits_lists_and_chats(running: RunningStack) 
         with pytest.raises(ChatqError) as refused:
             chatq.cancel(job.id)  # finished already
         assert refused.value.status == 409
+        rated = chatq.feedback(job.id, -1, corrected_answer="Yes, we ship to Macau.")
+        assert rated["rating"] == -1 and rated["scale"] == "thumbs"
+        events = list(chatq.chat_stream("Do you ship to Taiwan?", params={"max_new_tokens": 8}))
+        final = events[-1].job
+        assert final is not None and final.status == "completed"
+        assert "".join(event.text for event in events[:-1]) == final.response
 
-    async def asynchronously() -> str:
+    async def asynchronously() -> tuple[str, str | None, str]:
         async with AsyncChatqClient(running.base_url, running.key.key) as chatq:
             submitted = await chatq.submit("Can I pay by card?")
-            return (await chatq.wait(submitted.id)).status
+            status = (await chatq.wait(submitted.id)).status
+            streamed = [event async for event in chatq.chat_stream("And by cash?")]
+            final = streamed[-1].job
+            assert final is not None
+            return status, final.response, "".join(event.text for event in streamed[:-1])
 
-    assert asyncio.run(asynchronously()) == "completed"
+    status, response, streamed_text = asyncio.run(asynchronously())
+    assert status == "completed" and response == streamed_text

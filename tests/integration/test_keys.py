@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, func, select, text
 from chatq.demo import free_port
 from chatq.stack import Stack
 from services.api.app import create_app
-from shared.api_keys import ALL_SCOPES, IssuedKey, Scope, create_api_key
+from shared.api_keys import TENANT_SCOPES, IssuedKey, Scope, create_api_key
 from shared.config import Settings
 from shared.db.engine import dispose_engine, session_scope
 from shared.db.migrate import upgrade_database
@@ -133,7 +133,7 @@ def test_keys_from_before_scopes_get_every_scope(
         engine.dispose()
         upgrade_database(url)
         with session_scope(url) as session:
-            assert session.get(ApiKey, key_id).scopes == [s.value for s in ALL_SCOPES]  # type: ignore[union-attr]
+            assert session.get(ApiKey, key_id).scopes == [s.value for s in TENANT_SCOPES]  # type: ignore[union-attr]
         dispose_engine(url)
 
 

@@ -29,7 +29,11 @@ REQUEST_MODELS = {
     "moderation.put_list": "ModerationListIn",
     "keys.post_key": "KeyCreate",
     "keys.rotate": "KeyRotate",
+    "feedback.give_feedback": "FeedbackCreate",
+    "batches.create_job_batch": "JobBatchCreate",
 }
+# bodies of JSON lines: the model of one line
+JSON_LINES_REQUEST_MODELS = {"batches.create_batch": "BatchRequestLine"}
 
 
 @pytest.fixture
@@ -128,7 +132,7 @@ def test_links_lead_to_operations_and_their_parameters(document: dict[str, Any])
 def test_request_bodies_are_the_pydantic_request_models(document: dict[str, Any]) -> None:
     by_id = operations(document)
     with_body = {op_id for op_id, op in by_id.items() if "requestBody" in op}
-    assert with_body == set(REQUEST_MODELS)
+    assert with_body == set(REQUEST_MODELS) | set(JSON_LINES_REQUEST_MODELS)
     for operation_id, model in REQUEST_MODELS.items():
         body = by_id[operation_id]["requestBody"]
         schema = body["content"]["application/json"]["schema"]
@@ -175,6 +179,7 @@ def test_keyed_routes_need_the_bearer_scheme_and_public_ones_do_not(
         "metrics.metrics",
         "openapi.docs",
         "openapi.document",
+        "operator.page",
     }
     for operation_id, operation in operations(document).items():
         if operation_id in public:
@@ -219,3 +224,19 @@ def test_the_docs_page_shows_every_operation_of_the_document(
         assert html.escape(operation["summary"]) in page
     assert "<script" not in page and "http://" not in page and "https://" not in page
     assert "(scope <code>jobs:write</code>)" in page  # a keyed route says what it needs
+
+
+def test_json_lines_bodies_are_arrays_of_their_line_model(document: dict[str, Any]) -> None:
+    by_id = operations(document)
+    for operation_id, model in JSON_LINES_REQUEST_MODELS.items():
+        content = by_id[operation_id]["requestBody"]["content"]
+        assert list(content) == ["application/jsonl"]
+        schema = content["application/jsonl"]["schema"]
+        assert schema == {
+            "type": "array",
+            "items": {"$ref": f"#/components/schemas/{model}"},
+            "minItems": 1,
+        }
+    line = document["components"]["schemas"]["BatchRequestLine"]
+    assert line["required"] == ["custom_id", "body"]
+    assert line["properties"]["body"] == {"$ref": "#/components/schemas/JobCreate"}

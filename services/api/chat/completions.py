@@ -8,26 +8,33 @@ be the customer's (``user``); the earlier ``user`` and ``assistant`` messages ar
 ``system`` and ``developer`` messages are accepted but not applied, because what chatq answers
 with is the tenant's business (its knowledge, rules and settings, and the server's system
 prompt), not instructions a caller sends along. ``model`` is echoed back and does not choose
-anything: the workers run one model. ``n`` must be 1. Streaming (``stream: true``) is not
-offered yet and is refused with a problem that says so.
+anything: the workers run one model. ``n`` must be 1.
+
+``stream: true`` answers with server-sent ``chat.completion.chunk`` events as OpenAI sends
+them: the assistant role, the text as the worker generates it, a last chunk with the finish
+reason (``content_filter`` when output moderation changed the answer), the usage when
+``stream_options.include_usage`` asks for it, then ``data: [DONE]``. A job that fails midway
+sends an ``error`` object, which OpenAI clients raise.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any, Literal
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.auth import require_api_key
-from services.api.chat.views import answer_in_one_round_trip
+from services.api.chat.streaming import StreamedJob
+from services.api.chat.views import answer_in_one_round_trip, event_stream, job_failed, timed_out
 from services.api.context import api_context
 from services.api.jobs.protocol import JobCreate
 from services.api.problems import PROBLEM_CONTENT_TYPE, Problem, ProblemType
 from services.api.request_body import parse_json_body
 from shared.api_keys import Scope
-from shared.db.models import Job
+from shared.db.models import Job, JobStatus
 
 blueprint = Blueprint("completions", __name__, url_prefix="/v1")
 
@@ -54,6 +61,12 @@ class CompletionMessage(BaseModel):
         return "\n".join(part.text for part in self.content)
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
 class ChatCompletionRequest(BaseModel):
     """The Chat Completions request; fields chatq has no use for (``user``,
     ``frequency_penalty``, ``logit_bias``, …) are accepted and ignored, as OpenAI clients send
@@ -70,6 +83,7 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     stop: str | list[str] | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="chatq gives one answer")
     metadata: dict[str, str] | None = None
 
@@ -118,10 +132,10 @@ class ChatCompletion(BaseModel):
 def create() -> Response:
     completion_in = parse_json_body(ChatCompletionRequest)
     if completion_in.stream:
-        raise Problem(
-            ProblemType.BAD_REQUEST,
-            "Streaming (`stream: true`) is not offered yet; send `stream: false` (the default).",
+        streamed = StreamedJob(
+            job_for(completion_in), "chat.completions", request.headers.get("Idempotency-Key")
         )
+        return event_stream(completion_chunks(streamed, completion_in))
     job = answer_in_one_round_trip(job_for(completion_in), "chat.completions")
     return jsonify(completion_of(job, completion_in.model).model_dump(mode="json"))
 
@@ -170,10 +184,82 @@ def job_for(completion_in: ChatCompletionRequest) -> JobCreate:
     )
 
 
-def completion_of(job: Job, model: str) -> ChatCompletion:
-    usage = job.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+def _usage(job: Job) -> dict[str, int]:
+    return job.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+def _finish_reason(job: Job) -> Literal["stop", "length"]:
     limit = (job.params or {}).get("max_new_tokens")
-    cut = limit is not None and usage["completion_tokens"] >= limit
+    return "length" if limit is not None and _usage(job)["completion_tokens"] >= limit else "stop"
+
+
+def completion_chunks(streamed: StreamedJob, completion_in: ChatCompletionRequest) -> Iterator[str]:
+    """The Chat Completions stream of ``streamed``, as OpenAI sends it."""
+    created = int(streamed.job.created_at.timestamp())
+    job_id = streamed.job.id
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> str:
+        body = {
+            "id": f"chatcmpl-{job_id}",
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": completion_in.model,
+            "system_fingerprint": None,
+            "choices": [
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            ],
+            **extra,
+        }
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in streamed.pieces():
+        if piece.text:
+            yield chunk({"content": piece.text})
+        elif piece.final is not None and piece.final.status is not JobStatus.COMPLETED:
+            yield _error_chunk(job_failed(piece.final))
+        elif piece.final is not None:
+            job = piece.final
+            replaced = (job.moderation or {}).get("stage") == "output" and bool(
+                (job.moderation or {}).get("flagged")
+            )
+            yield chunk(
+                {},
+                "content_filter" if replaced else _finish_reason(job),
+                chatq=_extension(job).model_dump(mode="json"),
+            )
+            if completion_in.stream_options and completion_in.stream_options.include_usage:
+                body = {
+                    "id": f"chatcmpl-{job_id}",
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": completion_in.model,
+                    "choices": [],
+                    "usage": _usage(job),
+                }
+                yield f"data: {json.dumps(body)}\n\n"
+        elif piece.timed_out:
+            yield _error_chunk(timed_out(job_id))
+    yield "data: [DONE]\n\n"
+
+
+def _error_chunk(problem: Problem) -> str:
+    body = problem.body()
+    error = {"message": body["detail"], "type": body["type"].rsplit(":", 1)[-1], "code": None}
+    return f"data: {json.dumps({'error': error, **body})}\n\n"
+
+
+def _extension(job: Job) -> ChatqExtension:
+    return ChatqExtension(
+        job_id=str(job.id),
+        route=job.route,
+        sources=job.sources or [],
+        intent=job.intent,
+        handoff=bool(job.handoff),
+    )
+
+
+def completion_of(job: Job, model: str) -> ChatCompletion:
     return ChatCompletion(
         id=f"chatcmpl-{job.id}",
         created=int(job.created_at.timestamp()),
@@ -181,15 +267,9 @@ def completion_of(job: Job, model: str) -> ChatCompletion:
         choices=[
             Choice(
                 message=CompletionMessageOut(content=job.response),
-                finish_reason="length" if cut else "stop",
+                finish_reason=_finish_reason(job),
             )
         ],
-        usage=CompletionUsage.model_validate(usage),
-        chatq=ChatqExtension(
-            job_id=str(job.id),
-            route=job.route,
-            sources=job.sources or [],
-            intent=job.intent,
-            handoff=bool(job.handoff),
-        ),
+        usage=CompletionUsage.model_validate(_usage(job)),
+        chatq=_extension(job),
     )

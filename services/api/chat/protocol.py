@@ -6,4 +6,6 @@ from services.api.jobs.protocol import ConversationIn
 
 
 class ChatRequest(ConversationIn):
-    pass
+    stream: bool = False
+    """Answer as server-sent events: ``delta`` events with the text as the model generates
+    it, then ``done`` with the job (its ``response`` is the answer of record)."""

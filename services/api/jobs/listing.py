@@ -31,7 +31,7 @@ def load_job_page(ctx: ApiContext, caller: Caller, query: JobListQuery) -> JobPa
     return JobPage(data=views, has_more=has_more, next_after=next_after)
 
 
-def job_page_statement(tenant_id: uuid.UUID, query: JobListQuery) -> Select[tuple[Job]]:
+def job_page_statement(tenant_id: uuid.UUID, query: JobListQuery) -> Select[Job]:
     conditions: list[ColumnElement[bool]] = [Job.tenant_id == tenant_id]
     if query.status:
         conditions.append(Job.status.in_(sorted(query.status)))

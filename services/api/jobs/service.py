@@ -46,8 +46,13 @@ def submit_job(
     *,
     fingerprint: str,
     idempotency_key: str | None,
+    job_id: uuid.UUID | None = None,
+    stream: bool = False,
 ) -> Submission:
     """Store the job and its inference request together, then publish the request.
+
+    ``job_id``: the new job's id, when the caller needs it first (a token stream listens on
+    it before the job exists); ``stream``: the worker publishes the answer's text as it goes.
 
     The job is accepted once that transaction commits: if the publish is not confirmed, the
     request stays in the outbox and the relay publishes it later.
@@ -70,7 +75,9 @@ def submit_job(
 
     ctx.queue_gate.check(caller.tenant_id)
     try:
-        return _store_and_publish(ctx, caller, job_in, fingerprint, idempotency_key)
+        return _store_and_publish(
+            ctx, caller, job_in, fingerprint, idempotency_key, job_id or uuid.uuid4(), stream
+        )
     except IntegrityError:
         # Another request with the same Idempotency-Key committed first: answer as a replay.
         if idempotency_key is None:
@@ -88,6 +95,8 @@ def _store_and_publish(
     job_in: JobCreate,
     fingerprint: str,
     idempotency_key: str | None,
+    job_id: uuid.UUID,
+    stream: bool,
 ) -> Submission:
     settings = ctx.settings
     now = utcnow()
@@ -100,7 +109,7 @@ def _store_and_publish(
             _session_for(session, caller, job_in.session_id) if job_in.session_id else None
         )
         job = Job(
-            id=uuid.uuid4(),
+            id=job_id,
             tenant_id=caller.tenant_id,
             api_key_id=caller.key_id,
             session=chat_session,
@@ -132,6 +141,7 @@ def _store_and_publish(
             priority=job.priority,
             deadline_at=job.deadline_at,
             submitted_at=now,
+            stream=stream,
         )
         payload = request.model_dump(mode="json")
         session.add(job)

@@ -46,6 +46,8 @@ BODY_PROBLEMS = {
     422: "The body is invalid: `errors` lists every invalid field.",
 }
 PATH_PROBLEMS = {404: "Not found."}
+# request bodies of one JSON document a line (JSON Lines, NDJSON)
+JSON_SEQUENCES = frozenset({"application/jsonl", "application/x-ndjson"})
 # the HTTP server refuses these before the app sees the request, on any route
 SERVER_REFUSALS = {
     400: "A malformed request.",
@@ -70,7 +72,7 @@ def documented_rules(app: Flask) -> list[tuple[Rule, list[str]]]:
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        methods = sorted(method.lower() for method in (rule.methods or ()) - IMPLICIT_METHODS)
+        methods = sorted(method.lower() for method in (rule.methods or set()) - IMPLICIT_METHODS)
         rules.append((rule, methods))
     return rules
 
@@ -149,9 +151,13 @@ def _operation(
     if parameters:
         operation["parameters"] = parameters
     if spec is not None and spec.body is not None:
+        schema = models.ref(spec.body, "validation")
+        if spec.body_media_type in JSON_SEQUENCES:
+            # OpenAPI 3.2's reading of a sequential media type: its items as an array
+            schema = {"type": "array", "items": schema, "minItems": 1}
         operation["requestBody"] = {
             "required": spec.body_required,
-            "content": {"application/json": {"schema": models.ref(spec.body, "validation")}},
+            "content": {spec.body_media_type: {"schema": schema}},
         }
     if scope is None:
         operation["security"] = []
@@ -165,6 +171,8 @@ def _operation(
         if reply.model is not None:
             schema = models.ref(reply.model, "serialization")
             response["content"] = {"application/json": {"schema": schema}}
+            if reply.text is not None:  # the same answer in another form on request (streams)
+                response["content"][reply.text] = {"schema": {"type": "string"}}
         elif reply.text is not None:
             response["content"] = {reply.text: {"schema": {"type": "string"}}}
         if reply.headers:

@@ -15,8 +15,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from services.api.batches.protocol import (
+    JSON_LINES,
+    BatchPage,
+    BatchRequestLine,
+    JobBatchCreate,
+)
 from services.api.chat.completions import ChatCompletion, ChatCompletionRequest
 from services.api.chat.protocol import ChatRequest
+from services.api.feedback.protocol import FeedbackCreate, FeedbackView
 from services.api.jobs.protocol import (
     CURSOR_PATTERN,
     DEFAULT_JOB_PAGE,
@@ -28,6 +35,7 @@ from services.api.jobs.protocol import (
 from services.api.jobs.service import MAX_IDEMPOTENCY_KEY_LENGTH
 from services.api.keys.protocol import IssuedKeyView, KeyCreate, KeyRotate, KeyView
 from services.api.knowledge.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from services.api.models.protocol import ModelVersionList, ModelVersionView
 from services.api.openapi.responses import (
     DocumentPage,
     DocumentView,
@@ -46,10 +54,12 @@ from services.api.openapi.responses import (
     TenantView,
     WebhookDeliveryList,
 )
+from services.api.operator.protocol import DashboardWindow, OperatorDashboard
 from services.api.sessions.views import DEFAULT_PAGE as DEFAULT_MESSAGE_PAGE
 from services.api.sessions.views import MAX_PAGE as MAX_MESSAGE_PAGE
+from shared.batch_view import BatchView
 from shared.config import Settings
-from shared.db.models import JobStatus
+from shared.db.models import BatchStatus, JobStatus
 from shared.job_view import JobView
 from shared.knowledge.schemas import (
     EXTERNAL_ID_PATTERN,
@@ -59,6 +69,7 @@ from shared.knowledge.schemas import (
     IntentIn,
     TenantSettings,
 )
+from shared.model_versions import VERSION_NAME_PATTERN
 from shared.moderation.tenant_lists import LIST_NAME_PATTERN, ModerationListIn
 
 Schema = dict[str, Any]
@@ -73,6 +84,7 @@ UUID = {"type": "string", "format": "uuid"}
 EXTERNAL_ID = {"type": "string", "pattern": _anchored(EXTERNAL_ID_PATTERN.pattern)}
 INTENT_NAME = {"type": "string", "pattern": _anchored(INTENT_NAME_PATTERN.pattern)}
 LIST_NAME = {"type": "string", "pattern": _anchored(LIST_NAME_PATTERN.pattern)}
+MODEL_VERSION_NAME = {"type": "string", "pattern": _anchored(VERSION_NAME_PATTERN)}
 SESSION_ID = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": SESSION_ID_PATTERN}
 
 
@@ -103,7 +115,9 @@ class Reply:
     description: str
     headers: tuple[str, ...] = ()
     links: dict[str, Link] = field(default_factory=dict)
-    text: str | None = None  # a plain-text body of this media type instead of a model's JSON
+    # a plain-text body of this media type: instead of a model's JSON, or (with a model) when
+    # the request asks for it (``stream: true`` answers text/event-stream)
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,8 @@ class Operation:
     problems: dict[int, str] = field(default_factory=dict)
     body: type[BaseModel] | None = None
     body_required: bool = True
+    # a JSON-lines type (application/jsonl): the body is lines of the ``body`` model
+    body_media_type: str = "application/json"
     path: dict[str, Schema] = field(default_factory=dict)
     parameters: tuple[Parameter, ...] = ()
     description: str | None = None
@@ -155,6 +171,19 @@ KEY_ID = {"key_id": "$response.body#/id"}
 KEY_LINKS = {"RevokeKey": Link("keys.revoke", KEY_ID), "RotateKey": Link("keys.rotate", KEY_ID)}
 NO_CONTENT = Reply(None, "Deleted.")
 NO_JOB = "No such job (another tenant's jobs are unknown too)."
+BATCH_ID = {"batch_id": "$response.body#/id"}
+BATCH_LINKS = {
+    "GetBatch": Link("batches.get_batch", BATCH_ID),
+    "GetBatchResults": Link("batches.batch_results", BATCH_ID),
+    "CancelBatch": Link("batches.cancel", BATCH_ID),
+}
+NO_BATCH = "No such batch (another tenant's batches are unknown too)."
+BATCH_IDEMPOTENCY_KEY = Parameter(
+    "Idempotency-Key",
+    "header",
+    "The same key and batch return the same batch; the same key with another batch is 409.",
+    {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
+)
 
 OPERATIONS: dict[str, Operation] = {
     # --- jobs ---------------------------------------------------------------------------------
@@ -234,12 +263,73 @@ OPERATIONS: dict[str, Operation] = {
         {404: NO_JOB, 409: "The job has already finished."},
         path={"job_id": UUID},
     ),
+    "feedback.give_feedback": Operation(
+        "Rate a job's answer (and say what it should have been)",
+        "jobs",
+        {
+            201: Reply(FeedbackView, "Stored: the job's first feedback."),
+            200: Reply(FeedbackView, "Stored: it replaced the job's earlier feedback."),
+        },
+        {
+            404: NO_JOB,
+            409: "The job is not completed, or its texts were erased.",
+        },
+        body=FeedbackCreate,
+        path={"job_id": UUID},
+        description=(
+            "One feedback per job; giving it again replaces it. `rating` is a thumb (-1/+1) or "
+            "stars (1-5); `scale` says which when the value is 1 (default: thumbs for -1 and 1, "
+            "stars for 2-5). A `corrected_answer` becomes training data "
+            "(`chatq feedback export`)."
+        ),
+    ),
+    "feedback.read_feedback": Operation(
+        "A job's feedback",
+        "jobs",
+        {200: Reply(FeedbackView, "The job's feedback.")},
+        {404: "No such job, or it has no feedback."},
+        path={"job_id": UUID},
+    ),
+    "models.list_versions": Operation(
+        "The model versions workers may serve (operator)",
+        "models",
+        {200: Reply(ModelVersionList, "Every registered version; `active` marks the one served.")},
+        {},
+        description=(
+            "Needs a key with the `operator` scope. With no version active, workers serve "
+            "CHATQ_MODEL_DIR (`default_model_dir`). Versions are registered with "
+            "`chatq models register` or `chatq train run`."
+        ),
+    ),
+    "models.activate": Operation(
+        "Serve this model version (operator)",
+        "models",
+        {200: Reply(ModelVersionView, "The version, now active.")},
+        {404: "No such version.", 409: "Its folder is gone or was not built."},
+        path={"name": MODEL_VERSION_NAME},
+        description=(
+            "Workers load it beside the running model, finish the batch decoding, then switch "
+            "(within CHATQ_MODEL_REFRESH_INTERVAL_S); no job is lost or failed."
+        ),
+    ),
+    "models.deactivate": Operation(
+        "Serve CHATQ_MODEL_DIR again (operator)",
+        "models",
+        {200: Reply(ModelVersionList, "The versions, none active.")},
+        {},
+    ),
     "completions.create": Operation(
         "Chat Completions, as OpenAI's API takes them (for existing OpenAI clients)",
         "jobs",
-        {200: Reply(ChatCompletion, "The answer, in the Chat Completions format.")},
         {
-            400: "`stream: true` (not offered yet).",
+            200: Reply(
+                ChatCompletion,
+                "The answer, in the Chat Completions format; with `stream: true`, server-sent "
+                "`chat.completion.chunk` events ending with `data: [DONE]`.",
+                text="text/event-stream",
+            )
+        },
+        {
             429: "Too many open waits, or the queue or the tenant's share is full.",
             409: "The Idempotency-Key was used with another body.",
             502: "The job failed or expired.",
@@ -257,7 +347,16 @@ OPERATIONS: dict[str, Operation] = {
     "chat.chat": Operation(
         "Ask and wait for the answer in one request",
         "jobs",
-        {200: Reply(JobView, "The completed job.", links=JOB_LINKS)},
+        {
+            200: Reply(
+                JobView,
+                "The completed job; with `stream: true`, server-sent events: `delta` "
+                "(`{text}`, the answer as the model generates it), then `done` (the job, whose "
+                "`response` is the answer of record) or `error` (a problem).",
+                links=JOB_LINKS,
+                text="text/event-stream",
+            )
+        },
         {
             409: "The Idempotency-Key was used with another body.",
             502: "The job ended failed, cancelled or expired.",
@@ -279,6 +378,126 @@ OPERATIONS: dict[str, Operation] = {
         {202: Reply(WebhookDeliveryList, "The deliveries that start their schedule again.")},
         {404: NO_JOB, 409: "The job has no dead deliveries."},
         path={"job_id": UUID},
+    ),
+    # --- batches ------------------------------------------------------------------------------
+    "batches.create_batch": Operation(
+        "Submit a batch of jobs as JSON lines (as OpenAI's batch input)",
+        "batches",
+        {202: Reply(BatchView, "Accepted: every job stored.", ("Location",), BATCH_LINKS)},
+        {
+            409: "The Idempotency-Key was used with another batch.",
+            413: "The body is larger than CHATQ_MAX_BATCH_BYTES.",
+            415: f"The body is not sent as `{JSON_LINES}` (or `application/x-ndjson`).",
+            422: "An invalid line (nothing was stored): `errors` names the first 20 by `line`; "
+            "or too many lines, a repeated `custom_id`, an invalid `webhook_url` or `metadata`.",
+            429: "Rate limit, or the tenant's unfinished batches would go over its allowance.",
+        },
+        body=BatchRequestLine,
+        body_media_type=JSON_LINES,
+        parameters=(
+            Parameter(
+                "webhook_url",
+                "query",
+                "Receives `batch.completed` (`batch.cancelled`) once every job has ended.",
+                {"type": "string", "minLength": 1, "maxLength": 2048},
+            ),
+            Parameter(
+                "metadata",
+                "query",
+                "The batch's metadata: a JSON object (URL-encoded), returned with the batch.",
+                {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"type": "object"},
+                },
+            ),
+            BATCH_IDEMPOTENCY_KEY,
+        ),
+        description=(
+            'One job a line: `{"custom_id": …, "body": <a POST /v1/jobs body>}` (`method` '
+            "and `url` may be given as OpenAI's lines have them: `POST`, `/v1/jobs`); up to "
+            "CHATQ_MAX_BATCH_JOBS lines with a `custom_id` each of its own. The batch is "
+            "validated whole and stored whole, or refused naming its invalid lines. Its jobs "
+            "run at the priority their lines give (default 0) and enter the queue a few at a "
+            "time, never crowding out interactive jobs; a job line's own `webhook_url` gets "
+            "that job's webhooks, otherwise only the batch's event is sent."
+        ),
+    ),
+    "batches.create_job_batch": Operation(
+        "Submit many jobs in one JSON request",
+        "batches",
+        {202: Reply(BatchView, "Accepted: every job stored.", ("Location",), BATCH_LINKS)},
+        {
+            409: "The Idempotency-Key was used with another batch.",
+            422: "An invalid job (nothing was stored): `errors` lists the first 20.",
+            429: "Rate limit, or the tenant's unfinished batches would go over its allowance.",
+        },
+        body=JobBatchCreate,
+        parameters=(BATCH_IDEMPOTENCY_KEY,),
+        description=(
+            "`jobs` (each a POST /v1/jobs body, up to 1,000) become one batch, read and "
+            "answered as one (`GET /v1/batches/{batch_id}`); larger ones go to POST /v1/batches."
+        ),
+    ),
+    "batches.list_batches": Operation(
+        "List the tenant's batches, newest first",
+        "batches",
+        {200: Reply(BatchPage, "A page of batches, newest first, each with its counts.")},
+        {422: "An invalid query parameter or `after`: `errors` names each."},
+        parameters=(
+            Parameter(
+                "status",
+                "query",
+                "Only batches in one of these statuses; repeat it for several.",
+                {"type": "array", "items": {"enum": [status.value for status in BatchStatus]}},
+            ),
+            Parameter(
+                "limit",
+                "query",
+                "Page size.",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_JOB_PAGE,
+                    "default": DEFAULT_JOB_PAGE,
+                },
+            ),
+            Parameter(
+                "after",
+                "query",
+                "The `next_after` of the previous page (opaque).",
+                {"type": "string", "pattern": CURSOR_PATTERN},
+            ),
+        ),
+    ),
+    "batches.get_batch": Operation(
+        "Read a batch and its jobs' counts by status",
+        "batches",
+        {200: Reply(BatchView, "The batch.")},
+        {404: NO_BATCH},
+        path={"batch_id": UUID},
+    ),
+    "batches.batch_results": Operation(
+        "A batch's jobs as JSON lines, in submission order",
+        "batches",
+        {
+            200: Reply(
+                None,
+                'One line per job: `{"id", "custom_id", "status", "response"}`, '
+                "`response` being the job as GET /v1/jobs/{job_id} shows it. Read at any time: "
+                "unfinished jobs show their current status.",
+                text=JSON_LINES,
+            )
+        },
+        {404: NO_BATCH},
+        path={"batch_id": UUID},
+    ),
+    "batches.cancel": Operation(
+        "Cancel a batch: its queued jobs are cancelled, its running ones finish",
+        "batches",
+        {200: Reply(BatchView, "The batch, `cancelling` or (nothing was running) `cancelled`.")},
+        {404: NO_BATCH, 409: "The batch is not in progress (finished or cancelled already)."},
+        path={"batch_id": UUID},
     ),
     # --- sessions -----------------------------------------------------------------------------
     "sessions.list_messages": Operation(
@@ -480,5 +699,25 @@ OPERATIONS: dict[str, Operation] = {
     ),
     "openapi.document": Operation(
         "This document", "meta", {200: Reply(OpenApiDocument, "OpenAPI 3.1.")}
+    ),
+    # --- the operator dashboard ---------------------------------------------------------------
+    "operator.page": Operation(
+        "The operator dashboard: a page that asks for an operator key and draws its data",
+        "operator",
+        {200: Reply(None, "The page; it holds no data until given a key.", text="text/html")},
+    ),
+    "operator.dashboard": Operation(
+        "What the operator dashboard draws, over every tenant",
+        "operator",
+        {200: Reply(OperatorDashboard, "Queues, throughput, latency, routes, recent jobs.")},
+        {422: "An invalid or repeated `window`, or an unknown parameter."},
+        parameters=(
+            Parameter(
+                "window",
+                "query",
+                "How far back the plots reach.",
+                {"enum": [window.value for window in DashboardWindow], "default": "1h"},
+            ),
+        ),
     ),
 }

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from services.worker.engine.base import (
-    ContinuousEngine,
     Engine,
     GenerationError,
     GenerationRequest,
@@ -13,7 +14,6 @@ from shared.config import EngineKind, Settings
 from shared.model_layout import ModelLayout, ModelNotBuiltError
 
 __all__ = [
-    "ContinuousEngine",
     "Engine",
     "GenerationError",
     "GenerationRequest",
@@ -22,16 +22,33 @@ __all__ = [
 ]
 
 
-def load_engine(settings: Settings) -> Engine:
-    """The engine the settings ask for, on the model in ``settings.model_dir``."""
-    layout = ModelLayout(settings.model_dir)
+def load_engine(
+    settings: Settings,
+    model_dir: Path | None = None,
+    *,
+    label: str | None = None,
+    version: str | None = None,
+) -> Engine:
+    """The engine the settings ask for, on the model in ``model_dir`` (default
+    ``settings.model_dir``), named ``label`` (default: its manifest's name) and, when it is a
+    registered model version, ``version``."""
+    layout = ModelLayout(model_dir or settings.model_dir)
     manifest = layout.require_manifest()
+    name = label or manifest.name
+    engine: Engine
     if settings.engine is EngineKind.TORCH:
         from services.worker.engine.pytorch import load_pytorch_engine
 
-        return load_pytorch_engine(
-            layout.pytorch_dir, settings.device, settings.intra_op_threads, manifest.name
+        engine = load_pytorch_engine(
+            layout.pytorch_dir, settings.device, settings.intra_op_threads, name
         )
+    else:
+        engine = _load_onnx(settings, layout, name)
+    engine.info = engine.info.model_copy(update={"version": version})
+    return engine
+
+
+def _load_onnx(settings: Settings, layout: ModelLayout, name: str) -> Engine:
     from services.worker.engine.onnx_runtime import load_onnx_engine
 
     variant = settings.model_variant.value
@@ -41,6 +58,4 @@ def load_engine(settings: Settings) -> Engine:
             f"CHATQ_MODEL_VARIANT={variant}, but {onnx_dir} does not exist: run "
             f"`chatq model build --quantize {variant}` or set CHATQ_MODEL_VARIANT=fp32."
         )
-    return load_onnx_engine(
-        onnx_dir, settings.device, settings.intra_op_threads, manifest.name, variant
-    )
+    return load_onnx_engine(onnx_dir, settings.device, settings.intra_op_threads, name, variant)

@@ -16,6 +16,9 @@ class GenerationRequest:
     request_id: str
     messages: list[dict[str, str]]  # chat-template messages, system prompt first
     params: GenerationParams
+    # the messages' ids, when the preparer encoded them already, and whose tokenizer did
+    prompt_ids: tuple[int, ...] | None = None
+    encoded_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,12 @@ class GenerationResult:
 
 # C0 control characters but tab, newline and carriage return: a model can emit them (a random
 # or small model easily does), no client wants them, and Postgres text cannot hold NUL.
-_CONTROL_CHARACTERS = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
+CONTROL_CHARACTERS = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
 
 
 def clean_text(text: str) -> str:
     """Generated text as it is stored and returned: no control characters, trimmed."""
-    return text.translate(_CONTROL_CHARACTERS).strip()
+    return text.translate(CONTROL_CHARACTERS).strip()
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -78,14 +81,40 @@ def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
 
 
 class Engine(ABC):
-    """A causal language model that answers batches of chat requests."""
+    """A causal language model that answers batches of chat requests, one interface for all:
+    requests join the running batch (``add``) and the batch advances a token at a time
+    (``step``). An engine that can only answer whole batches (the ``generate``-based reference)
+    answers every request of an ``add`` before returning, and never has any ``active``."""
 
     info: EngineInfo
     tokenizer: Any  # a transformers tokenizer with a chat template
 
+    @property
     @abstractmethod
+    def active(self) -> int:
+        """Sequences decoding now."""
+
+    @abstractmethod
+    def add(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Prefill ``requests`` and let them join the running batch; returns those already
+        finished (by their first token, or all of them for a whole-batch engine)."""
+
+    @abstractmethod
+    def step(self) -> list[GenerationResult]:
+        """One decode step for the running batch; returns the sequences it finished."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop the running batch (after an error; its jobs are retried elsewhere)."""
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Answer every request; the result list is in the order of ``requests``."""
+        """Answer every request on an idle engine; results in the order of ``requests``."""
+        if self.active:
+            raise RuntimeError("generate() needs an idle engine; use add() and step()")
+        results = {r.request_id: r for r in self.add(requests)}
+        while self.active:
+            results.update((r.request_id, r) for r in self.step())
+        return [results[request.request_id] for request in requests]
 
     @property
     def padding_ratio(self) -> float:
@@ -97,6 +126,13 @@ class Engine(ABC):
         tokens come from the template only; in the messages' text they stay text."""
         return ChatPromptEncoder(self.tokenizer).encode(messages)
 
+    def prompt_of(self, request: GenerationRequest) -> list[int]:
+        """The request's prompt ids: as the preparer encoded them if with this model's
+        tokenizer, else encoded here."""
+        if request.prompt_ids is not None and request.encoded_by == self.info.model:
+            return list(request.prompt_ids)
+        return self.encode_prompt(request.messages)
+
     def render_prompt_text(self, messages: list[dict[str, str]]) -> str:
         """The prompt as text, for reading (the model gets ``encode_prompt``'s ids)."""
         return ChatPromptEncoder(self.tokenizer).render_text(messages)
@@ -104,32 +140,7 @@ class Engine(ABC):
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         return len(self.encode_prompt(messages))
 
-
-class ContinuousEngine(Engine):
-    """An engine whose running batch accepts new requests between decode steps."""
-
-    @property
-    @abstractmethod
-    def active(self) -> int:
-        """Sequences decoding now."""
-
-    @abstractmethod
-    def add(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Prefill ``requests`` and let them join the running batch; returns those already
-        finished by their first token."""
-
-    @abstractmethod
-    def step(self) -> list[GenerationResult]:
-        """One decode step for the running batch; returns the sequences it finished."""
-
-    @abstractmethod
-    def abort(self) -> None:
-        """Drop the running batch (after an error; its jobs are retried elsewhere)."""
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        if self.active:
-            raise RuntimeError("generate() needs an idle engine; use add() and step()")
-        results = {r.request_id: r for r in self.add(requests)}
-        while self.active:
-            results.update((r.request_id, r) for r in self.step())
-        return [results[request.request_id] for request in requests]
+    def generated_tokens(self, request_id: str) -> Sequence[int] | None:
+        """The tokens generated so far for a request still decoding (streaming reads them
+        between steps); None when the engine cannot tell (it answers whole batches)."""
+        return None

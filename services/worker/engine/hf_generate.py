@@ -1,7 +1,9 @@
 """Batched generation with transformers' ``generate``: the PyTorch reference engine.
 
 It is an independent implementation of the same contract as chatq's own decode loop, which is
-what makes it a fair reference: parity tests and benchmarks compare the two. Prompts are encoded
+what makes it a fair reference: parity tests and benchmarks compare the two. It answers whole
+batches: ``add`` runs ``generate`` to the end and returns every result, so nothing is ever
+``active`` between steps. Prompts are encoded
 the same way (``Engine.encode_prompt``: the customer's text never becomes special tokens).
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -39,7 +41,17 @@ class HFGenerateEngine(Engine):
         self.info = info
         self._eos_ids = stop_token_ids(model, tokenizer)
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+    @property
+    def active(self) -> int:
+        return 0
+
+    def step(self) -> list[GenerationResult]:
+        return []
+
+    def abort(self) -> None:
+        """Nothing runs between calls: nothing to drop."""
+
+    def add(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         # generate() takes one parameter set per call: requests that share parameters (the
         # common case: the defaults) run as one batch.
         groups: dict[GenerationParams, list[int]] = defaultdict(list)
@@ -85,7 +97,7 @@ class HFGenerateEngine(Engine):
         self, requests: list[GenerationRequest], params: GenerationParams
     ) -> list[GenerationResult]:
         started = time.perf_counter()
-        prompts = [self.encode_prompt(request.messages) for request in requests]
+        prompts = [self.prompt_of(request) for request in requests]
         batch = _left_padded(prompts, self.tokenizer.pad_token_id)
         prompt_lengths = [len(prompt) for prompt in prompts]
         kwargs: dict[str, Any] = {
@@ -128,7 +140,7 @@ class HFGenerateEngine(Engine):
         batch_size: int,
         inference_ms: float,
     ) -> GenerationResult:
-        finish_reason = "length"
+        finish_reason: Literal["stop", "length"] = "length"
         for position, token in enumerate(tokens):
             if token in self._eos_ids:
                 tokens = tokens[:position]

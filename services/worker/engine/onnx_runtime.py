@@ -14,7 +14,7 @@ from optimum.onnxruntime import ORTModelForCausalLM
 from transformers import AutoTokenizer
 
 from services.worker.engine.base import (
-    ContinuousEngine,
+    Engine,
     GenerationError,
     GenerationRequest,
     GenerationResult,
@@ -72,7 +72,7 @@ class OptimumStepModel:
         return output.logits[:, -1, :].to("cpu", torch.float32), output.past_key_values
 
 
-class OnnxRuntimeEngine(ContinuousEngine):
+class OnnxRuntimeEngine(Engine):
     def __init__(self, step_model: OptimumStepModel, tokenizer: Any, info: EngineInfo) -> None:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -94,7 +94,7 @@ class OnnxRuntimeEngine(ContinuousEngine):
     def add(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         if not requests:
             return []
-        prompts = [self.encode_prompt(request.messages) for request in requests]
+        prompts = [self.prompt_of(request) for request in requests]
         failed, prefilled = self._prefill_isolated(list(requests), prompts)
         results, joining = self._collect(prefilled)
         if joining is not None:
@@ -113,6 +113,14 @@ class OnnxRuntimeEngine(ContinuousEngine):
 
     def abort(self) -> None:
         self._batch = None
+
+    def generated_tokens(self, request_id: str) -> Sequence[int] | None:
+        if self._batch is None:
+            return None
+        for sequence in self._batch.sequences:
+            if sequence.request.request_id == request_id:
+                return sequence.tokens
+        return None
 
     def _prefill(
         self, requests: Sequence[GenerationRequest], prompts: Sequence[list[int]]

@@ -32,7 +32,9 @@ def load_pytorch_engine(
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("CHATQ_DEVICE=cuda, but PyTorch sees no CUDA device.")
     model = AutoModelForCausalLM.from_pretrained(pytorch_dir, dtype=dtype, local_files_only=True)
-    model.to(torch_device).eval()
+    # transformers decorates `to` with functools.wraps, whose typeshed type is not bound as a
+    # method: mypy takes the device for `self`
+    model.to(torch_device).eval()  # type: ignore[arg-type]
     tokenizer = AutoTokenizer.from_pretrained(pytorch_dir, local_files_only=True)
     providers = [f"torch:{torch_device.type}"]
     log.info("engine_loaded", engine="pytorch", providers=providers, model_dir=str(pytorch_dir))

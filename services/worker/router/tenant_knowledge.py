@@ -15,9 +15,11 @@ import time
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeAlias
 
 import numpy as np
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, Row, select, update
 
 from services.worker.knowledge.embeddings import Embedder
 from services.worker.knowledge.extractive import passage_sentences
@@ -31,6 +33,13 @@ from shared.logs import get_logger
 from shared.tenant_safety import TenantSafety, build_tenant_safety, load_tenant_safety
 
 log = get_logger(__name__)
+
+# The columns ``KnowledgeRegistry._load`` reads for each index, in its order.
+ChunkRow: TypeAlias = Row[uuid.UUID, str, str, str, str, str | None, bytes | None, str | None]
+FaqRow: TypeAlias = Row[
+    uuid.UUID, str, str, str, list[Any], str | None, bytes | None, str | None, datetime
+]
+IntentRow: TypeAlias = Row[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -264,13 +273,13 @@ class KnowledgeRegistry:
             )
             return knowledge
 
-    def _index_chunks(self, knowledge: TenantKnowledge, rows: Sequence[object]) -> None:
+    def _index_chunks(self, knowledge: TenantKnowledge, rows: Sequence[ChunkRow]) -> None:
         """Each chunk's stored rows are its vector, then its sentences' (the extractive
         answer picks a sentence by meaning); a chunk stored otherwise is embedded again."""
         dim, model = self.embedder.dim, self.embedder.name
         records, blocks, missing = [], [], []
         for row in rows:
-            chunk_id, document_id, title, heading, text, lang, blob, blob_model = row  # type: ignore[misc]
+            chunk_id, document_id, title, heading, text, lang, blob, blob_model = row
             record = ChunkRecord(document_id, title, heading, text, lang)
             stored = _vectors(blob, dim) if blob_model == model else None
             records.append(record)
@@ -296,16 +305,18 @@ class KnowledgeRegistry:
             self._store_vectors(KbChunk, "embedding", stored_rows)
         knowledge.chunks = records
         if records:
-            matrix = np.vstack([block[0] for block in blocks]).astype(np.float32)
+            filled = [block for block in blocks if block is not None]
+            assert len(filled) == len(records)  # each block was stored or computed above
+            matrix = np.vstack([block[0] for block in filled]).astype(np.float32)
             items = [IndexedText(_passage_text(r), r.lang) for r in records]
             knowledge.chunk_index = HybridIndex(items, matrix)
             knowledge.sentence_vectors = {
                 sentence: vector
-                for record, block in zip(records, blocks, strict=True)
+                for record, block in zip(records, filled, strict=True)
                 for sentence, vector in zip(passage_sentences(record.text), block[1:], strict=True)
             }
 
-    def _index_faq(self, knowledge: TenantKnowledge, rows: Sequence[object]) -> None:
+    def _index_faq(self, knowledge: TenantKnowledge, rows: Sequence[FaqRow]) -> None:
         """Each entry's stored rows are its wordings' vectors (as queries: they are matched
         against questions), then its answer's (as a passage); an entry stored otherwise is
         embedded again."""
@@ -315,7 +326,7 @@ class KnowledgeRegistry:
         answers: list[np.ndarray] = []
         for row in rows:
             faq_id, external_id, question, answer, alternatives, lang, blob, blob_model, changed = (
-                row  # type: ignore[misc]
+                row
             )
             wordings = [question, *(alternatives or [])]
             stored = _vectors(blob, dim) if blob_model == model else None
@@ -336,9 +347,9 @@ class KnowledgeRegistry:
             knowledge.faq_index = HybridIndex(texts, np.vstack(blocks).astype(np.float32))
             knowledge.faq_answer_vectors = np.vstack(answers).astype(np.float32)
 
-    def _compile_intents(self, knowledge: TenantKnowledge, rows: Sequence[object]) -> None:
+    def _compile_intents(self, knowledge: TenantKnowledge, rows: Sequence[IntentRow]) -> None:
         compiled = []
-        for name, definition in rows:  # type: ignore[misc]
+        for name, definition in rows:
             try:
                 intent = IntentIn.model_validate(definition)
             except ValueError as error:  # stored by an older version with other rules
@@ -360,7 +371,7 @@ class KnowledgeRegistry:
         self,
         table: type[KbChunk] | type[FaqEntry],
         column: str,
-        rows: list[tuple[object, np.ndarray]],
+        rows: list[tuple[uuid.UUID, np.ndarray]],
         *conditions: ColumnElement[bool],
     ) -> None:
         if not rows:

@@ -21,7 +21,10 @@ def _foreign_keys_off(dbapi_connection: Any, _record: Any) -> None:
 
 
 def run_migrations_online() -> None:
-    engine = create_db_engine(context.config.get_main_option("sqlalchemy.url"))
+    url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:  # a bare `alembic` command, without shared.db.migrate's configuration
+        raise RuntimeError("no database URL: run migrations with `chatq db upgrade`")
+    engine = create_db_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _foreign_keys_off)
     with engine.connect() as connection:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.api.app import create_app
-from shared.api_keys import ALL_SCOPES, Scope, parse_scopes, scopes_grant
+from shared.api_keys import TENANT_SCOPES, Scope, parse_scopes, scopes_grant
 from shared.config import Settings
 
 PUBLIC_ENDPOINTS = {"static"}
@@ -23,9 +23,12 @@ def test_bad_scopes_are_refused_with_the_good_ones(bad: list[str]) -> None:
         parse_scopes(bad)
 
 
-def test_admin_grants_every_scope_and_others_only_themselves() -> None:
-    for needed in ALL_SCOPES:
+def test_admin_grants_every_tenant_scope_and_others_only_themselves() -> None:
+    for needed in TENANT_SCOPES:
         assert scopes_grant({Scope.ADMIN.value}, needed)
+    assert not scopes_grant({Scope.ADMIN.value}, Scope.OPERATOR)
+    assert scopes_grant({Scope.OPERATOR.value}, Scope.OPERATOR)
+    assert not scopes_grant({Scope.OPERATOR.value}, Scope.JOBS_READ)
     assert scopes_grant({"jobs:read"}, Scope.JOBS_READ)
     assert not scopes_grant({"jobs:read"}, Scope.JOBS_WRITE)
     assert not scopes_grant({"jobs:write", "jobs:read", "knowledge:write"}, Scope.ADMIN)

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from services.worker.engine import ContinuousEngine, GenerationRequest, GenerationResult
+from services.worker.engine import Engine, GenerationRequest, GenerationResult
 from services.worker.inference import PreparedJobs
 from services.worker.pending_job import PendingJob
 from shared.db.models import utcnow
@@ -60,9 +60,9 @@ def pending(query: str = "Where is my order?", new_tokens: int = 3) -> PendingJo
     return PendingJob(request, FakeMessage())
 
 
-class FakeEngine(ContinuousEngine):
-    def __init__(self, *, gated_steps: bool = False) -> None:
-        self.info = EngineInfo(name="fake", providers=["none"], model="fake")
+class FakeEngine(Engine):
+    def __init__(self, *, gated_steps: bool = False, model: str = "fake") -> None:
+        self.info = EngineInfo(name="fake", providers=["none"], model=model, version=model)
         self.tokenizer = None
         self._running: dict[str, list[int]] = {}  # request id -> [tokens made, tokens wanted]
         self.admissions: list[list[str]] = []  # the request ids of each add()
@@ -147,11 +147,18 @@ class FakeProcessor:
         self, request: InferenceRequest, result: GenerationResult, admitted_at: datetime
     ) -> InferenceOutcome:
         return InferenceOutcome(
-            job_id=request.job_id, status="completed", response=result.text, finished_at=utcnow()
+            job_id=request.job_id,
+            status="completed",
+            response=result.text,
+            engine=self.engine.info,
+            finished_at=utcnow(),
         )
 
     def forget(self, key: str) -> None:
         self.forgotten.append(key)
+
+    def use_engine(self, engine: FakeEngine) -> None:
+        self.engine = engine
 
 
 class FakeSender:

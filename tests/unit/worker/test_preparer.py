@@ -1,13 +1,17 @@
-"""The preparer thread counts prompt tokens while the engine thread encodes and decodes."""
+"""The preparer thread counts prompt tokens while the engine thread encodes and decodes, and
+hands the kept prompt's ids to the engine."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
+from services.worker.engine import GenerationRequest
 from services.worker.engine.onnx_runtime import load_onnx_engine
-from services.worker.preparer import own_token_counter
+from services.worker.prompt import PromptBuilder
+from services.worker.prompt_encoder import own_token_counter
 from shared.config import Device
+from shared.messaging.schemas import ChatTurn, GenerationParams
 from shared.model_layout import ModelLayout
 
 MESSAGES = [
@@ -39,3 +43,31 @@ def test_counting_beside_a_busy_engine_thread_never_collides(tiny_model_dir: Pat
         worker.join()
     assert errors == []
     assert counts == {engine.count_prompt_tokens(MESSAGES)}
+
+
+def test_the_prompt_kept_goes_to_the_engine_encoded_and_only_its_own_model_reuses_it(
+    tiny_model_dir: Path,
+) -> None:
+    engine = load_onnx_engine(ModelLayout(tiny_model_dir).onnx_dir, Device.CPU, 0, "tiny")
+    encoder = own_token_counter(engine)
+    builder = PromptBuilder("Be brief.", 256, encoder)
+    history = [ChatTurn(role="user", content="Hi"), ChatTurn(role="assistant", content="Hello!")]
+    messages = builder.build(history, "Where is my order?")
+    ids = encoder.ids(messages)
+    assert ids == engine.encode_prompt(messages)
+    request = GenerationRequest(
+        "r",
+        messages,
+        GenerationParams(max_new_tokens=4),
+        prompt_ids=(1, 2, 3),
+        encoded_by=encoder.encoded_by,
+    )
+    assert engine.prompt_of(request) == [1, 2, 3]  # taken as given: not encoded again
+    switched = GenerationRequest(
+        "r",
+        messages,
+        GenerationParams(max_new_tokens=4),
+        prompt_ids=(1, 2, 3),
+        encoded_by="another-model",
+    )
+    assert engine.prompt_of(switched) == engine.encode_prompt(messages)

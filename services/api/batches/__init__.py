@@ -1,0 +1,1 @@
+"""batch endpoints: many jobs submitted, followed and answered together."""

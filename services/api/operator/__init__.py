@@ -1,0 +1,1 @@
+"""The operator dashboard: one page over every tenant (``operator`` scope) and the JSON it draws."""

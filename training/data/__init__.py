@@ -1,0 +1,1 @@
+"""Training data: reading the accepted formats, cleaning, splitting and augmenting."""
