@@ -66,7 +66,10 @@ def add_finetune_parsers(train_subparsers: Any) -> None:
         "--patience", type=int, help="evaluations without improvement before stopping (0: never)"
     )
     finetune.add_argument("--seed", type=int, help="same seed and data, same adapter")
-    finetune.add_argument("--threads", type=int, help="PyTorch threads (default: its choice)")
+    finetune.add_argument(
+        "--threads", type=int, help="PyTorch threads (default CHATQ_INTRA_OP_THREADS, 0: its "
+        "choice); 1 can be faster on a machine other processes keep busy"
+    )  # fmt: skip
     finetune.add_argument(
         "--system-prompt", help="system prompt put before examples without one "
         "(default CHATQ_SYSTEM_PROMPT, what the worker serves with)"

@@ -69,12 +69,28 @@ def finetune(
     if not eval:
         raise ValueError("no eval examples: early stopping and the training card need some")
     _check_output_folder(out_dir)
-    started = time.monotonic()
+    base = locate_base_model(model_dir)
+    previous_threads = torch.get_num_threads()
     if options.threads:
         torch.set_num_threads(options.threads)
-    torch.manual_seed(options.seed)
+    try:
+        return _finetune(base, train, eval, out_dir, options, progress)
+    finally:
+        torch.set_num_threads(previous_threads)  # the caller's process, as it was
 
-    base = locate_base_model(model_dir)
+
+def _finetune(
+    base: BaseModelFolder,
+    train: list[ChatExample],
+    eval: list[ChatExample],
+    out_dir: Path,
+    options: FinetuneOptions,
+    progress: bool,
+) -> TrainingCard:
+    import torch
+
+    started = time.monotonic()
+    torch.manual_seed(options.seed)
     model, tokenizer = load_base_model(base)
     train_set, eval_set = _tokenize(model, tokenizer, train, eval, options)
     targets = lora_targets(model, options.target_scope, options.target_modules)

@@ -158,8 +158,14 @@ def test_gradient_accumulation_trains_as_one_large_batch(base: Path, tmp_path: P
 def test_a_hugging_face_folder_is_a_base_too_and_top_layers_adapts_only_those(
     base: Path, tmp_path: Path
 ) -> None:
-    options = QUICK.model_copy(update={"top_layers": 1, "max_steps": 1})
-    card = finetune(base / "pytorch", TRAIN, EVAL, tmp_path / "top", options, progress=False)
+    options = QUICK.model_copy(update={"top_layers": 1, "max_steps": 1, "threads": 1})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        card = finetune(base / "pytorch", TRAIN, EVAL, tmp_path / "top", options, progress=False)
+        assert torch.get_num_threads() == 2  # the caller's setting, given back
+    finally:
+        torch.set_num_threads(threads)
     assert card.base_model == str((base / "pytorch").resolve())
     assert card.adapted_blocks == [1]  # the tiny model has two blocks
     assert all(".layers.1." in name for name in weights(tmp_path / "top"))
