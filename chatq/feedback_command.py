@@ -11,10 +11,10 @@ from typing import Any
 def cmd_feedback_export(args: argparse.Namespace) -> int:
     from chatq.feedback_export import ExportFormat, export_feedback
     from chatq.stats_command import parse_since
-    from services.postprocess.privacy import pii_secret
     from shared.config import get_settings
     from shared.db.migrate import upgrade_database
     from shared.db.models import utcnow
+    from shared.pii.secret import pii_secret
 
     since = utcnow() - parse_since(args.since) if args.since else None
     settings = get_settings()

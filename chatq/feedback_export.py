@@ -15,6 +15,7 @@ has not reached yet.
 from __future__ import annotations
 
 import json
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -112,6 +113,7 @@ def read_judged_answers(
 ) -> Iterator[JudgedAnswer]:
     """Every feedback on a completed job that still has its texts, oldest first."""
     safety = TenantSafetyCache()
+    maps: dict[uuid.UUID, PlaceholderMap] = {}
     with session_scope(settings.database_url) as session:
         query = (
             select(Feedback, Job, Tenant)
@@ -126,13 +128,15 @@ def read_judged_answers(
             query = query.where(Feedback.updated_at >= since)
         for feedback, job, tenant in session.execute(query).all():
             anonymizer = safety.get(session, tenant).anonymizer
-            chat_session = (
-                session.get(ChatSession, job.session_id) if job.session_id is not None else None
-            )
-            # a copy: exporting never writes placeholders back to the session
-            placeholders = PlaceholderMap(
-                secret, chat_session.pii_placeholders if chat_session is not None else None
-            )
+            # one map per session for the whole export, so a placeholder means one value in
+            # every row of a conversation (exporting never writes it back to the session)
+            key = job.session_id or job.id
+            placeholders = maps.get(key)
+            if placeholders is None:
+                chat_session = session.get(ChatSession, job.session_id) if job.session_id else None
+                placeholders = maps[key] = PlaceholderMap(
+                    secret, chat_session.pii_placeholders if chat_session is not None else None
+                )
 
             def clean(text: str) -> str:
                 return anonymizer.anonymize(text, placeholders)  # noqa: B023

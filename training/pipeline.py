@@ -78,9 +78,16 @@ def run_training(settings: Settings, plan: RunPlan) -> RunResult:
 
     check_version_name(plan.name)  # before the work, not after it
     upgrade_database(settings.database_url)
-    if any(v.name == plan.name for v in list_model_versions(settings.database_url)):
+    versions = list_model_versions(settings.database_url)
+    if any(v.name == plan.name for v in versions):
         raise ModelVersionError(
             f"a model version named {plan.name!r} exists already; choose another --name"
+        )
+    taken = {v.path.resolve(): v.name for v in versions}
+    if plan.model_dir.resolve() in taken:
+        raise ModelVersionError(
+            f"{plan.model_dir} is the folder of model version {taken[plan.model_dir.resolve()]!r}"
+            "; workers may be serving it: choose another --out"
         )
     work = plan.work_dir
     work.mkdir(parents=True, exist_ok=True)

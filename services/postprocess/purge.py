@@ -18,13 +18,13 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session
 
-from services.postprocess.privacy import pii_secret
 from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.models import ChatSession, Feedback, Job, JobStatus, Message, Tenant, utcnow
 from shared.erasure import erase_job_texts
 from shared.periodic import PeriodicWork
 from shared.pii import PlaceholderMap
+from shared.pii.secret import pii_secret
 from shared.tenant_safety import TenantSafetyCache
 
 BATCH = 500

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from services.postprocess.job_metrics import FinishedJob, observe_finished
 from services.postprocess.moderation import moderate_answer
-from services.postprocess.privacy import pii_secret
 from shared.batch_completion import finish_batch_if_done
 from shared.config import Settings
 from shared.db.engine import session_scope
@@ -32,6 +31,7 @@ from shared.job_view import JobView
 from shared.logs import get_logger
 from shared.messaging.schemas import InferenceOutcome, JobError
 from shared.pii import PlaceholderMap
+from shared.pii.secret import pii_secret
 from shared.tenant_safety import TenantSafety, TenantSafetyCache
 
 log = get_logger(__name__)

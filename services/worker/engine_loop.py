@@ -170,7 +170,11 @@ class EngineLoop:
             time.sleep(self.retry_pause_s)
             return
         if self.relay is not None:  # before settling: a stream ends before its job does
-            self.relay.after_engine_call(self.engine, results)
+            try:
+                self.relay.after_engine_call(self.engine, results)
+            except Exception:  # a preview must never stop the engine thread or its jobs
+                log.exception("stream_relay_failed")
+                self.relay.clear()
         for result in results:
             GENERATED_TOKENS.inc(result.completion_tokens)
             pending, admitted = self._in_flight.pop(result.request_id)

@@ -24,6 +24,7 @@ from services.worker.prompt_encoder import PromptEncoder, own_token_counter
 from services.worker.router.router import ModelTask, RoutedAnswer, Router, RouterInput
 from services.worker.router.tenant_knowledge import KnowledgeRegistry, TenantKnowledge
 from shared.db.models import JobStatus, utcnow
+from shared.knowledge.text import detect_language
 from shared.logs import get_logger, job_context
 from shared.messaging.schemas import (
     ChatTurn,
@@ -61,6 +62,7 @@ class _ModelRoute:
     route_ms: float
     moderation: dict[str, Any] | None  # what input moderation found
     moderator: Moderator | None  # the tenant's, for the text streamed while it is generated
+    lang: str  # the customer's language, as post-processing moderates the answer
 
 
 @dataclass
@@ -167,6 +169,7 @@ class BatchProcessor:
             route_ms=task.route_ms if task else 0.0,
             moderation=task.moderation if task else None,
             moderator=tenant.safety.moderator if tenant else None,
+            lang=detect_language(request.query),
         )
         encoder = self.prompts.count_tokens
         ids = encoder.ids(messages) if isinstance(encoder, PromptEncoder) else None
@@ -188,10 +191,10 @@ class BatchProcessor:
         """Whether text streamed for the job ``key`` is flagged by its tenant's output
         moderation (the stored answer is moderated again, whole, in post-processing)."""
         routed_as = self._model_routes.get(key)
-        moderator = routed_as.moderator if routed_as is not None else None
-        if moderator is None:
+        if routed_as is None or routed_as.moderator is None:
             return lambda _text: False
-        return lambda text: moderator.check(text, stage="output").flagged
+        moderator, lang = routed_as.moderator, routed_as.lang
+        return lambda text: moderator.check(text, stage="output", lang=lang).flagged
 
     def use_engine(self, engine: Engine) -> None:
         """Generate with ``engine`` from now on (a model version switch, on the engine thread

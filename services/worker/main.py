@@ -9,7 +9,12 @@ from types import FrameType
 from services.worker.consumer import CeleryOutcomeSender, InferenceConsumer
 from services.worker.engine import Engine, load_engine
 from services.worker.inference import BatchProcessor
-from services.worker.model_switch import ModelSwitcher, ServedModel, starting_model
+from services.worker.model_switch import (
+    ModelSwitcher,
+    ServedModel,
+    load_starting_engine,
+    starting_model,
+)
 from services.worker.prompt import PromptBuilder
 from services.worker.prompt_encoder import own_token_counter
 from services.worker.router.build import build_router
@@ -31,8 +36,8 @@ def main() -> None:
     def load(model: ServedModel) -> Engine:
         return load_engine(settings, model.model_dir, label=model.label, version=model.version)
 
-    engine = load(serving)
-    switcher = ModelSwitcher(settings, serving, load)
+    engine, serving, failed = load_starting_engine(settings, serving, load)
+    switcher = ModelSwitcher(settings, serving, load, failed=failed)
     router, registry = build_router(settings, engine.info)
     processor = BatchProcessor(
         engine=engine,
@@ -69,6 +74,7 @@ def main() -> None:
         model=serving.label,
         version=serving.version,
     )
+    del engine  # the processor holds it; after a switch nothing else may keep it alive
     consumer.run()
     switcher.stop()
     registry.stop_watching()

@@ -60,6 +60,30 @@ def starting_model(settings: Settings) -> ServedModel:
         return ServedModel(manifest.name, settings.model_dir, None)
 
 
+def load_starting_engine(
+    settings: Settings, wanted: ServedModel, load: Callable[[ServedModel], Engine]
+) -> tuple[Engine, ServedModel, ServedModel | None]:
+    """The engine of the active version; if this host cannot load it (its folder missing here,
+    say), CHATQ_MODEL_DIR's, so that a worker always starts. Returns the engine, what it
+    serves, and the version that failed (the switcher does not retry it until it is activated
+    again)."""
+    try:
+        return load(wanted), wanted, None
+    except Exception as error:
+        if wanted.version is None:
+            raise  # CHATQ_MODEL_DIR itself: nothing to fall back on
+        log.error(
+            "model_version_unloadable",
+            version=wanted.label,
+            model_dir=str(wanted.model_dir),
+            error=str(error)[:500],
+            serving="CHATQ_MODEL_DIR",
+        )
+        manifest = ModelLayout(settings.model_dir).require_manifest()
+        fallback = ServedModel(manifest.name, settings.model_dir, None)
+        return load(fallback), fallback, wanted
+
+
 class ModelSwitcher(PeriodicWork):
     name = "model_switch"
 
@@ -71,6 +95,7 @@ class ModelSwitcher(PeriodicWork):
         *,
         interval_s: float | None = None,
         wanted: Callable[[], ServedModel] | None = None,
+        failed: ServedModel | None = None,
     ) -> None:
         super().__init__(interval_s or settings.model_refresh_interval_s)
         self.serving = serving
@@ -78,7 +103,7 @@ class ModelSwitcher(PeriodicWork):
         self._wanted = wanted or (lambda: wanted_model(settings))
         self._lock = threading.Lock()
         self._ready: tuple[Engine, ServedModel] | None = None
-        self._failed: ServedModel | None = None
+        self._failed = failed  # a version that would not load (at start, say): not retried
 
     @property
     def pending(self) -> bool:
@@ -96,7 +121,11 @@ class ModelSwitcher(PeriodicWork):
 
     def run_once(self) -> int:
         wanted = self._wanted()
-        if _same_model(wanted, self.serving) or wanted == self._failed:
+        if _same_model(wanted, self.serving):
+            with self._lock:
+                self._ready = None  # activated back before the engine thread took the other
+            return 0
+        if wanted == self._failed:
             return 0  # a failed version is tried again once it is activated again
         with self._lock:
             if self._ready is not None and _same_model(wanted, self._ready[1]):

@@ -36,7 +36,12 @@ class EngineScheduler:
         switch: EngineSwitch | None = None,
         relay: StreamRelay | None = None,
     ) -> None:
-        continuous = settings.batching is BatchingMode.CONTINUOUS
+        # an engine that answers whole batches gets them whole: a lone first job would hold the
+        # rest back for a whole generation
+        continuous = (
+            settings.batching is BatchingMode.CONTINUOUS
+            and not processor.engine.answers_whole_batches
+        )
         self.processor = processor
         self.batcher: DynamicBatcher[PendingJob] = DynamicBatcher(
             settings.max_batch_size,

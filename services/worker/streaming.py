@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kombu import Connection, Producer
@@ -31,6 +31,11 @@ from shared.messaging.streams import StreamEvent, stream_connection, stream_queu
 log = get_logger(__name__)
 
 REPLACEMENT_CHARACTER = "\ufffd"
+# Text is moderated, then published, in pieces of at least this many characters (or up to the
+# end of a sentence, or the end of the answer): moderating the whole text so far at every
+# decode step would cost the engine thread time that grows with the answer.
+PUBLISH_CHARS = 24
+SENTENCE_ENDS = (".", "!", "?", "。", "！", "？", "\n", "；", ";", "，", ",")
 
 
 class IncrementalText:
@@ -68,7 +73,7 @@ class _Stream:
     flagged: Callable[[str], bool]
     index: int = 0
     silenced: bool = False
-    streamed: list[str] = field(default_factory=list)
+    pending: str = ""  # taken from the answer, not yet moderated and published
 
 
 class StreamPublisher:
@@ -128,7 +133,7 @@ class StreamRelay:
             stream = self._streams.pop(result.request_id, None)
             if stream is not None:
                 if result.error is None:
-                    self._send(stream, stream.text.finish(result.text))
+                    self._send(stream, stream.text.finish(result.text), flush=True)
                 self._emit(stream, StreamEvent(type="end", index=stream.index))
         for request_id, stream in self._streams.items():
             tokens = engine.generated_tokens(request_id)
@@ -141,14 +146,21 @@ class StreamRelay:
     def clear(self) -> None:
         self._streams.clear()
 
-    def _send(self, stream: _Stream, delta: str) -> None:
-        if not delta or stream.silenced:
+    def _send(self, stream: _Stream, delta: str, *, flush: bool = False) -> None:
+        if stream.silenced:
+            return
+        stream.pending += delta
+        pending = stream.pending
+        if not pending or (
+            not flush and len(pending) < PUBLISH_CHARS and not pending.endswith(SENTENCE_ENDS)
+        ):
             return
         if stream.flagged(stream.text.sent):
             stream.silenced = True  # the rest comes moderated, from the stored answer
             log.info("stream_silenced_by_moderation", job_id=str(stream.job_id))
             return
-        self._emit(stream, StreamEvent(type="delta", index=stream.index, text=delta))
+        stream.pending = ""
+        self._emit(stream, StreamEvent(type="delta", index=stream.index, text=pending))
 
     def _emit(self, stream: _Stream, event: StreamEvent) -> None:
         self.publisher.publish(stream.job_id, event)

@@ -16,7 +16,7 @@ on RabbitMQ, where unacknowledged messages survive any consumer.
 
 from __future__ import annotations
 
-from json import loads
+from json import dumps, loads
 from queue import Empty
 from typing import Any
 
@@ -32,14 +32,27 @@ class Channel(kombu_sqla.Channel):
     # kombu's SQLAlchemy channel names the message ``payload``, its virtual base ``message``: no
     # signature matches both, and kombu passes it by position.
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        if queue.startswith(STREAM_QUEUE_PREFIX) and not self._exists(queue):
-            return  # nobody listens to this stream (any more)
-        super()._put(queue, payload, **kwargs)
+        if not queue.startswith(STREAM_QUEUE_PREFIX):
+            super()._put(queue, payload, **kwargs)
+            return
+        # a stream's queue is looked up and written in one write transaction: a stream deleted
+        # meanwhile is not created again, and nobody listening means the message is dropped
+        self.session.commit()
+        self.session.execute(text("BEGIN IMMEDIATE TRANSACTION"))
+        try:
+            obj = self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).first()
+            if obj is not None:
+                self.session.add(self.message_cls(dumps(payload), obj))
+        finally:
+            self.session.commit()
 
-    def _exists(self, queue: str) -> bool:
-        found = self.session.query(self.queue_cls.id).filter(self.queue_cls.name == queue).first()
-        self.session.commit()  # end the read: a session left open holds SQLite's snapshot
-        return found is not None
+    def queue_delete(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        # kombu's virtual channel deletes a queue once per binding; a stream queue has none
+        # (the default exchange routes to it by name), so its row is deleted here
+        deleted = super().queue_delete(queue, *args, **kwargs)
+        if queue.startswith(STREAM_QUEUE_PREFIX):
+            self._delete(queue)
+        return deleted
 
     def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
         obj = self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).first()

@@ -228,3 +228,32 @@ def test_trl_trains_on_the_exported_files(
         processing_class=tokenizer,
     )
     assert sft.train().training_loss > 0
+
+
+def test_feedback_on_a_job_the_purge_passed_is_stored_anonymised(
+    backend_settings: Settings,
+) -> None:
+    from datetime import timedelta
+
+    from services.postprocess.purge import purge_once
+    from shared.db.models import utcnow
+
+    settings = backend_settings.model_copy(update={"result_retention_s": 60})
+    client = create_app(settings).test_client()
+    key = create_api_key(settings.database_url, "shop")
+    job_id = completed_job(
+        settings, key, "My number is 13812345678", "Thanks.",
+        session_external_id="c-9", completed_at=utcnow() - timedelta(hours=1),
+    )  # fmt: skip
+    assert purge_once(settings).anonymised_jobs == 1
+    response = client.post(
+        f"/v1/jobs/{job_id}/feedback",
+        json={"rating": -1, "comment": "call 13812345678", "corrected_answer": "Noted."},
+        headers=bearer(key),
+    )
+    assert response.status_code == 201
+    stored = client.get(f"/v1/jobs/{job_id}/feedback", headers=bearer(key)).get_json()
+    job = client.get(f"/v1/jobs/{job_id}", headers=bearer(key)).get_json()
+    assert "13812345678" not in stored["comment"]
+    # the same placeholder as the purge gave the job's own question
+    assert stored["comment"].removeprefix("call ") == job["query"].rsplit(" ", 1)[-1]

@@ -172,6 +172,25 @@ def test_an_admin_key_manages_only_its_tenants_keys(backend_settings: Settings) 
     assert_problem(bad, 422, "validation-error")
 
 
+def test_a_tenant_admin_can_neither_issue_nor_rotate_an_operator_key(
+    backend_settings: Settings,
+) -> None:
+    client = client_for(backend_settings)
+    url = backend_settings.database_url
+    admin = create_api_key(url, "shop")
+    operator = create_api_key(url, "ops", tenant="shop", scopes=["operator"])
+    issued = client.post(
+        "/v1/keys", json={"name": "x", "scopes": ["operator"]}, headers=bearer(admin)
+    )
+    assert assert_problem(issued, 403, "insufficient-scope")["required_scope"] == "operator"
+    rotated = client.post(f"/v1/keys/{operator.id}/rotate", headers=bearer(admin))
+    assert_problem(rotated, 403, "insufficient-scope")
+    assert client.get("/v1/operator/models", headers=bearer(operator)).status_code == 200
+    # revoking stays the tenant admin's right: it takes power away, it gives none
+    revoked = client.post(f"/v1/keys/{operator.id}/revoke", headers=bearer(admin))
+    assert revoked.status_code == 200
+
+
 def test_a_rotated_key_works_at_once_and_the_old_one_until_its_grace_period_ends(
     backend_settings: Settings,
 ) -> None:

@@ -174,7 +174,7 @@ def _with_adapter(
 
 
 def _pad_id(tokenizer: Any) -> int:
-    # padding is neither attended to nor labelled: any id will do, the tokenizer's own if it has
+    # padding is neither attended to nor labelled: any id will do; the tokenizer's own if it has one
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 

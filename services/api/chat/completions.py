@@ -28,7 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.auth import require_api_key
 from services.api.chat.streaming import StreamedJob
-from services.api.chat.views import answer_in_one_round_trip, event_stream, job_failed, timed_out
+from services.api.chat.views import (
+    KEEPALIVE_COMMENT,
+    answer_in_one_round_trip,
+    event_stream,
+    job_failed,
+    timed_out,
+)
 from services.api.context import api_context
 from services.api.jobs.protocol import JobCreate
 from services.api.problems import PROBLEM_CONTENT_TYPE, Problem, ProblemType
@@ -135,7 +141,7 @@ def create() -> Response:
         streamed = StreamedJob(
             job_for(completion_in), "chat.completions", request.headers.get("Idempotency-Key")
         )
-        return event_stream(completion_chunks(streamed, completion_in))
+        return event_stream(completion_chunks(streamed, completion_in), streamed)
     job = answer_in_one_round_trip(job_for(completion_in), "chat.completions")
     return jsonify(completion_of(job, completion_in.model).model_dump(mode="json"))
 
@@ -214,7 +220,9 @@ def completion_chunks(streamed: StreamedJob, completion_in: ChatCompletionReques
 
     yield chunk({"role": "assistant", "content": ""})
     for piece in streamed.pieces():
-        if piece.text:
+        if piece.keepalive:
+            yield KEEPALIVE_COMMENT
+        elif piece.text:
             yield chunk({"content": piece.text})
         elif piece.final is not None and piece.final.status is not JobStatus.COMPLETED:
             yield _error_chunk(job_failed(piece.final))

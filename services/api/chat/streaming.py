@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from kombu import Connection
+from kombu.exceptions import OperationalError as KombuOperationalError
 from kombu.simple import SimpleQueue
 from pydantic import ValidationError
 
@@ -25,6 +26,7 @@ from services.api.auth import Caller, current_caller, hold_wait_slot
 from services.api.context import ApiContext, api_context
 from services.api.jobs.protocol import JobCreate
 from services.api.jobs.service import load_job, request_fingerprint, submit_job
+from services.api.problems import Problem, ProblemType
 from shared.config import Settings
 from shared.db.models import Job
 from shared.logs import get_logger
@@ -34,8 +36,9 @@ log = get_logger(__name__)
 
 # How long one wait for a token lasts before the job's state is looked at again
 TOKEN_WAIT_S = 0.05
-# How often the job's state is read while tokens arrive (a finished job also wakes it)
-STATE_CHECK_S = 0.5
+# A stream that has nothing to say for this long sends a comment, so that proxies and clients
+# with a read timeout keep the connection while the job waits in the queue
+KEEPALIVE_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class StreamPiece:
     text: str = ""
     final: Job | None = None
     timed_out: bool = False
+    keepalive: bool = False
 
 
 class TokenListener:
@@ -82,6 +86,8 @@ class TokenListener:
     ) -> None:
         try:
             if self._queue is not None:
+                # the consumer first: RabbitMQ cancels the consumers of a deleted queue
+                self._queue.consumer.cancel()
                 self._queue.queue.delete()  # RabbitMQ drops it anyway (exclusive, expiring)
                 self._queue.close()
         except Exception as failure:  # the broker went away: nothing left to clean
@@ -98,12 +104,15 @@ class StreamText:
         self.forwarded = ""
         self._attempt = ""
         self._last_index = -1
+        self._broken = False  # a delta of this attempt went missing: forward no more of it
 
     def add(self, event: StreamEvent) -> str:
         if event.index <= self._last_index:  # the job was retried: its stream starts again
-            self._attempt = ""
+            self._attempt, self._broken = "", event.index != 0
+        elif event.index != self._last_index + 1:
+            self._broken = True  # transient messages: one was lost on the way
         self._last_index = event.index
-        if event.type != "delta":
+        if event.type != "delta" or self._broken:
             return ""
         self._attempt += event.text
         return self._extend(self._attempt)
@@ -131,7 +140,18 @@ class StreamedJob:
         self._resources.enter_context(hold_wait_slot(self.ctx.settings.chat_timeout_s))
         try:
             job_id = uuid.uuid4()
-            self.listener = self._resources.enter_context(TokenListener(self.ctx.settings, job_id))
+            try:
+                self.listener = self._resources.enter_context(
+                    TokenListener(self.ctx.settings, job_id)
+                )
+            except (KombuOperationalError, OSError) as error:
+                log.warning("stream_broker_unavailable", error=repr(error))
+                raise Problem(
+                    ProblemType.SERVICE_UNAVAILABLE,
+                    "The message broker cannot be reached to stream the answer; retry, or "
+                    "send the request without `stream`.",
+                    headers={"Retry-After": "5"},
+                ) from None
             submission = submit_job(
                 self.ctx,
                 self.caller,
@@ -147,30 +167,45 @@ class StreamedJob:
         self.job = submission.job
         self.text = StreamText()
 
+    def close(self) -> None:
+        """Release the wait slot and the token queue (idempotent: the response calls it when
+        it is closed, whether or not its body was ever read)."""
+        self._resources.close()
+
     def pieces(self) -> Iterator[StreamPiece]:
-        """Text as it comes, then the finished job (or ``timed_out``); releases what the
-        stream holds when closed, however the client leaves."""
+        """Text as it comes, then the finished job (or ``timed_out``), with ``keepalive``
+        pieces while nothing happens; releases what the stream holds when it ends."""
         try:
             yield from self._pieces()
         finally:
-            self._resources.close()
+            self.close()
 
     def _pieces(self) -> Iterator[StreamPiece]:
         settings = self.ctx.settings
         give_up_at = time.monotonic() + settings.chat_timeout_s
+        quiet_since = time.monotonic()
+        intervals = self.ctx.job_events.poll_intervals()
         with self.ctx.job_events.subscribe(self.job.id) as finished:
+            # the job's row is read when it finishes (its event), when the model's stream ends,
+            # and otherwise only as often as any waiter re-reads it
             next_check = 0.0
             while True:
                 event = self.listener.get(TOKEN_WAIT_S)
+                now = time.monotonic()
                 if event is not None:
+                    quiet_since = now
                     delta = self.text.add(event)
                     if delta:
                         yield StreamPiece(text=delta)
+                    if event.type == "end":
+                        next_check = now  # the stored answer follows soon
                     continue
-                now = time.monotonic()
+                if now - quiet_since >= KEEPALIVE_S:
+                    quiet_since = now
+                    yield StreamPiece(keepalive=True)
                 if finished.is_set() or now >= next_check:
                     finished.clear()
-                    next_check = now + STATE_CHECK_S
+                    next_check = now + next(intervals)
                     job = load_job(self.ctx, self.caller, self.job.id)
                     if job is not None and job.status.is_terminal:
                         rest = self.text.finish(job.response or "")

@@ -37,15 +37,20 @@ def chat() -> Response:
     job_in = JobCreate.model_construct(**fields)
     if chat_in.stream:
         streamed = StreamedJob(job_in, "chat", request.headers.get("Idempotency-Key"))
-        return event_stream(chat_events(streamed))
+        return event_stream(chat_events(streamed), streamed)
     return job_response(answer_in_one_round_trip(job_in, "chat"), 200)
 
 
-def event_stream(events: Iterator[str]) -> Response:
+def event_stream(events: Iterator[str], streamed: StreamedJob) -> Response:
     response = Response(stream_with_context(events), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # proxies (nginx) pass each event at once
+    # released however the response ends, its body read to the end, in part or not at all
+    response.call_on_close(streamed.close)
     return response
+
+
+KEEPALIVE_COMMENT = ": keepalive\n\n"  # an SSE comment: clients skip it
 
 
 def _event(name: str, data: object) -> str:
@@ -54,8 +59,11 @@ def _event(name: str, data: object) -> str:
 
 def chat_events(streamed: StreamedJob) -> Iterator[str]:
     """``delta`` events, then ``done`` with the job, or ``error`` with a problem."""
+    yield ": stream open\n\n"  # headers and a first byte at once, before the job is queued
     for piece in streamed.pieces():
-        if piece.text:
+        if piece.keepalive:
+            yield KEEPALIVE_COMMENT
+        elif piece.text:
             yield _event("delta", {"text": piece.text})
         elif piece.final is not None:
             if piece.final.status is JobStatus.COMPLETED:

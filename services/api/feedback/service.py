@@ -6,13 +6,17 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from services.api.auth import Caller
 from services.api.context import ApiContext
 from services.api.feedback.protocol import FeedbackCreate
 from services.api.problems import Problem, ProblemType
 from shared.db.engine import session_scope
-from shared.db.models import Feedback, Job, JobStatus, utcnow
+from shared.db.models import ChatSession, Feedback, Job, JobStatus, Tenant, utcnow
+from shared.pii import PlaceholderMap
+from shared.pii.secret import pii_secret
+from shared.tenant_safety import load_tenant_safety
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,38 @@ def store_feedback(
         row.api_key_id = caller.key_id
         row.rating = feedback.rating
         row.scale = feedback.scale.value
-        row.comment = feedback.comment
-        row.corrected_answer = feedback.corrected_answer
+        row.comment, row.corrected_answer = feedback.comment, feedback.corrected_answer
+        if job.redacted_at is not None:
+            # the retention purge has passed this job and will not come back to it: what
+            # quotes the customer is kept as the purge keeps the job's own texts
+            row.comment, row.corrected_answer = _anonymised(
+                session, ctx, job, row.comment, row.corrected_answer
+            )
         row.updated_at = now
         session.flush()
         return StoredFeedback(row, created)
+
+
+def _anonymised(
+    session: Session, ctx: ApiContext, job: Job, *texts: str | None
+) -> tuple[str | None, ...]:
+    tenant = session.get(Tenant, job.tenant_id)
+    assert tenant is not None
+    anonymizer = load_tenant_safety(session, tenant).anonymizer
+    chat_session = (
+        session.get(ChatSession, job.session_id, with_for_update=True)
+        if job.session_id is not None
+        else None
+    )
+    placeholders = PlaceholderMap(
+        pii_secret(ctx.settings), chat_session.pii_placeholders if chat_session else None
+    )
+    cleaned = tuple(
+        anonymizer.anonymize(text, placeholders) if text is not None else None for text in texts
+    )
+    if chat_session is not None:
+        chat_session.pii_placeholders = placeholders.to_json()
+    return cleaned
 
 
 def load_feedback(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> Feedback:

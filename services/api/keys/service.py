@@ -9,7 +9,7 @@ from services.api.auth import Caller
 from services.api.keys.protocol import IssuedKeyView, KeyCreate, KeyView
 from services.api.problems import Problem, ProblemType
 from shared import api_keys
-from shared.api_keys import KeyInfo, KeyNotUsableError, UnknownKeyError
+from shared.api_keys import KeyInfo, KeyNotUsableError, Scope, UnknownKeyError, scopes_grant
 
 
 def _not_found(key_id: str) -> Problem:
@@ -37,7 +37,20 @@ def list_keys(database_url: str, caller: Caller) -> list[KeyView]:
     ]
 
 
+def _refuse_operator_scope(caller: Caller, scopes: list[str] | None) -> None:
+    """``operator`` reaches every tenant: only a key that holds it may hand it out (a tenant's
+    admin may not make itself the deployment's operator)."""
+    if scopes and Scope.OPERATOR in scopes and not scopes_grant(caller.scopes, Scope.OPERATOR):
+        raise Problem(
+            ProblemType.INSUFFICIENT_SCOPE,
+            "Only a key with the `operator` scope may issue or rotate a key that has it "
+            "(or use `chatq keys create --scopes operator`).",
+            required_scope=Scope.OPERATOR.value,
+        )
+
+
 def create_key(database_url: str, caller: Caller, key_in: KeyCreate) -> IssuedKeyView:
+    _refuse_operator_scope(caller, [str(scope) for scope in key_in.scopes or ()])
     try:
         issued = api_keys.create_api_key(
             database_url,
@@ -64,6 +77,7 @@ def revoke_key(database_url: str, caller: Caller, raw_id: str) -> KeyView:
 
 def rotate_key(database_url: str, caller: Caller, raw_id: str, grace_s: float) -> IssuedKeyView:
     key_id = _parse_key_id(raw_id)
+    _refuse_operator_scope(caller, _info(database_url, caller, key_id).scopes)
     try:
         rotation = api_keys.rotate_api_key(
             database_url, str(key_id), grace_s=grace_s, tenant_id=caller.tenant_id

@@ -117,6 +117,12 @@ class Engine(ABC):
         return [results[request.request_id] for request in requests]
 
     @property
+    def answers_whole_batches(self) -> bool:
+        """True for an engine whose ``add`` answers every request before it returns (nothing
+        joins it between steps): the scheduler gives it whole batches."""
+        return False
+
+    @property
     def padding_ratio(self) -> float:
         """Share of the attended positions that were padding, since the engine started."""
         return 0.0

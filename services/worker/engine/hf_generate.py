@@ -45,6 +45,10 @@ class HFGenerateEngine(Engine):
     def active(self) -> int:
         return 0
 
+    @property
+    def answers_whole_batches(self) -> bool:
+        return True
+
     def step(self) -> list[GenerationResult]:
         return []
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.postprocess.privacy import _secret_from_file
+from shared.pii.secret import _secret_from_file
 
 
 def read_key(path: str) -> bytes:

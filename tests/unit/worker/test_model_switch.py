@@ -55,6 +55,15 @@ def test_a_new_version_is_loaded_once_and_handed_over_once() -> None:
     assert loads.loaded == ["v2"]
 
 
+def test_a_loaded_version_activated_away_before_it_was_taken_is_dropped() -> None:
+    wanted, loads = [V2], Loads()
+    switch = switcher(wanted, loads)
+    assert switch.run_once() == 1 and switch.pending
+    wanted[0] = V1  # the operator went back before the engine thread took v2
+    assert switch.run_once() == 0
+    assert not switch.pending and switch.take() is None and switch.serving == V1
+
+
 def test_a_version_that_cannot_load_is_tried_again_only_once_activated_again() -> None:
     wanted, loads = [V2], Loads(failing=True)
     switch = switcher(wanted, loads)

@@ -84,27 +84,35 @@ def finished(request_id: str, text: str) -> GenerationResult:
     return GenerationResult(request_id, text, 5, 3, "stop", 1, 1.0)
 
 
-def test_the_relay_publishes_deltas_then_the_end_and_moderation_silences_it() -> None:
+def test_the_relay_publishes_moderated_pieces_then_the_end_and_moderation_silences_it() -> None:
     published, engine = Published(), Decoding()
     relay = StreamRelay(published)  # type: ignore[arg-type]
     calm, rude = uuid.uuid4(), uuid.uuid4()
-    relay.start("a", calm, FakeTokenizer(), (), flagged=lambda text: False)
+    checked: list[str] = []
+
+    def calm_check(text: str) -> bool:
+        checked.append(text)
+        return False
+
+    relay.start("a", calm, FakeTokenizer(), (), flagged=calm_check)
     relay.start("b", rude, FakeTokenizer(), (), flagged=lambda text: "friend" in text)
-    engine.tokens = {"a": [1], "b": [1]}
-    relay.after_engine_call(engine, [])  # type: ignore[arg-type]
-    engine.tokens = {"a": [1, 2], "b": [1, 4, 5, 3]}
-    relay.after_engine_call(engine, [])  # type: ignore[arg-type]
-    done = [finished("a", "Hello there"), finished("b", "Hello friend,")]
+    steps = {"a": [1, 2, 3, 4, 1, 2, 4, 1, 2], "b": [1, 4, 5, 3]}
+    for step in range(1, 10):
+        engine.tokens = {key: tokens[:step] for key, tokens in steps.items()}
+        relay.after_engine_call(engine, [])  # type: ignore[arg-type]
+    done = [finished("a", "Hello there, Hello there Hello there"), finished("b", "Hello friend,")]
     relay.after_engine_call(engine, done)  # type: ignore[arg-type]
     by_job: dict[uuid.UUID, list[StreamEvent]] = {}
     for job_id, event in published.events:
         by_job.setdefault(job_id, []).append(event)
+    # text leaves in pieces ending a clause or long enough, each moderated first
     assert [(e.type, e.text) for e in by_job[calm]] == [
-        ("delta", "Hello"), ("delta", " there"), ("end", ""),
+        ("delta", "Hello there,"), ("delta", " Hello there Hello there"), ("end", ""),
     ]  # fmt: skip
     assert [e.index for e in by_job[calm]] == [0, 1, 2]
+    assert checked == ["Hello there,", "Hello there, Hello there Hello there"]
     # "friend" never left the worker: the moderated answer comes from post-processing
-    assert [(e.type, e.text) for e in by_job[rude]] == [("delta", "Hello"), ("end", "")]
+    assert [(e.type, e.text) for e in by_job[rude]] == [("end", "")]
 
 
 def event(index: int, text: str) -> StreamEvent:
@@ -121,6 +129,14 @@ def test_the_api_forwards_a_retried_stream_without_repeating_it() -> None:
     assert text.add(event(2, "re")) == "re"
     assert text.finish("Hello there, friend") == ", friend"
     assert text.forwarded == "Hello there, friend"
+
+
+def test_after_a_lost_delta_the_api_forwards_only_what_continues_the_stored_answer() -> None:
+    text = StreamText()
+    assert text.add(event(0, "Hello")) == "Hello"
+    assert text.add(event(2, " friend")) == ""  # index 1 was lost on the way
+    assert text.add(event(3, ", hi")) == ""
+    assert text.finish("Hello there friend, hi") == " there friend, hi"
 
 
 def test_a_stored_answer_unlike_the_stream_is_not_forwarded_as_a_delta() -> None:

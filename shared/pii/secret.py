@@ -1,9 +1,11 @@
-"""What post-processing keeps of a conversation: the transcript and stored webhook payloads
-anonymised (``<PHONE_1>``), with placeholders consistent across a session's turns.
+"""The key of the anonymiser's placeholders: what post-processing keeps of a conversation (the
+transcript and stored webhook payloads) is anonymised (``<PHONE_1>``), with placeholders
+consistent across a session's turns; the API uses the same key for feedback given after the
+retention purge, and ``chatq feedback export`` for the rows it exports.
 
 The consistency comes from a keyed hash of each value (``shared.pii.PlaceholderMap``); the key
 is ``CHATQ_PII_SECRET``, or a random key kept in ``<data_dir>/pii.key`` (mode 0600) so that the
-embedded default needs no set-up. Every post-processor must use the same key.
+embedded default needs no set-up. Every post-processor and API process must use the same key.
 """
 
 from __future__ import annotations
