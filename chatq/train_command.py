@@ -45,6 +45,7 @@ def cmd_train_run(args: argparse.Namespace) -> int:
         clean=CleanOptions(keep_values=tuple(args.keep or ())),
         finetune=FinetuneOptions.model_validate(options),
         seed=args.seed,
+        augment_per_example=args.augment_per_example,
         quantizations=tuple(Quantization(value) for value in args.quantize or ()),
         max_new_tokens=args.max_new_tokens,
         eval_limit=args.eval_limit,
@@ -116,6 +117,9 @@ def build_train_parser() -> argparse.ArgumentParser:
     run.add_argument("--learning-rate", type=float)
     run.add_argument("--rank", type=int)
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--augment-per-example", type=int, default=1, metavar="N", help="paraphrases per row"
+    )
     run.add_argument("--quantize", action="append", choices=[q.value for q in Quantization])
     run.add_argument("--max-new-tokens", type=int, default=96, help="answers scored held out")
     run.add_argument("--eval-limit", type=int, help="score only the first N held-out examples")

@@ -43,7 +43,9 @@ class RunPlan:
     clean: CleanOptions = field(default_factory=CleanOptions)
     finetune: FinetuneOptions = field(default_factory=FinetuneOptions)
     eval_share: float = 0.15
-    augment_per_example: int = 2
+    # one paraphrase per row: two would triple the steps of an epoch, past the quarter of an
+    # hour a run on the bundled set may take on two CPU cores
+    augment_per_example: int = 1
     seed: int = 0
     quantizations: tuple[Quantization, ...] = ()
     max_new_tokens: int = 96
