@@ -172,9 +172,9 @@ def _operation(
             schema = models.ref(reply.model, "serialization")
             response["content"] = {"application/json": {"schema": schema}}
             if reply.text is not None:  # the same answer in another form on request (streams)
-                response["content"][reply.text] = {"schema": {"type": "string"}}
+                response["content"][reply.text] = {"schema": _text_schema(reply.text)}
         elif reply.text is not None:
-            response["content"] = {reply.text: {"schema": {"type": "string"}}}
+            response["content"] = {reply.text: {"schema": _text_schema(reply.text)}}
         if reply.headers:
             response["headers"] = {name: HEADERS[name] for name in reply.headers}
         if reply.links:
@@ -259,3 +259,20 @@ def _write_settings_bounds(schemas: dict[str, Schema], settings: Settings) -> No
     params = schemas.get("ParamsIn", {}).get("properties", {})
     if "max_new_tokens" in params:
         _bounded(params["max_new_tokens"], maximum=settings.max_new_tokens_limit)
+
+
+# One server-sent event, as clients (and schemathesis) read a text/event-stream body: the
+# event's name and its data (JSON text here), one schema per event.
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
+
+
+def _text_schema(media_type: str) -> dict[str, Any]:
+    return dict(SSE_EVENT_SCHEMA) if media_type == "text/event-stream" else {"type": "string"}
