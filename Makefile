@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.chatq-installed
 
-.PHONY: setup model demo test lint bench clean
+.PHONY: setup browser model demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -27,7 +27,13 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: model lint
+# The operator dashboard's browser test drives Debian's chromium with Playwright (Playwright's
+# own browser download cannot work here: only the package registries are reachable).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: model lint browser
 	$(BIN)/pytest
 
 # Benchmarks print side-by-side tables and write JSON to bench/results/. The pipeline benchmark

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 
 from services.api.app import create_app
 from shared.api_keys import IssuedKey, create_api_key
-from shared.config import Settings
+from shared.config import Settings, get_settings
 from shared.db.engine import session_scope
 from shared.db.models import Tenant
 
@@ -49,3 +50,13 @@ def api(backend_settings: Settings) -> TenantApi:
     stranger = create_api_key(url, "school")
     app = create_app(backend_settings)
     return TenantApi(app.test_client(), backend_settings, key, colleague, stranger)
+
+
+@pytest.fixture
+def command_env(monkeypatch: pytest.MonkeyPatch, backend_settings: Settings) -> Iterator[Settings]:
+    """``chatq.cli.main()`` in this process reads the backend's settings."""
+    monkeypatch.setenv("CHATQ_DATABASE_URL", backend_settings.database_url)
+    monkeypatch.setenv("CHATQ_DATA_DIR", str(backend_settings.data_dir))
+    get_settings.cache_clear()
+    yield backend_settings
+    get_settings.cache_clear()

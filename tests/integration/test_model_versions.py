@@ -4,7 +4,6 @@ the last activated is the one served, and the operator API needs the operator sc
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from chatq.cli import main as chatq_main
 from services.api.app import create_app
 from services.worker.model_switch import wanted_model
 from shared.api_keys import create_api_key
-from shared.config import Settings, get_settings
+from shared.config import Settings
 from shared.model_layout import ModelLayout
 from shared.model_versions import (
     ModelVersionError,
@@ -74,16 +73,6 @@ def test_the_last_activated_version_is_served_and_deactivating_goes_back_to_the_
     after = client.post("/v1/operator/models/deactivate", headers=as_operator).get_json()
     assert not any(v["active"] for v in after["data"])
     assert wanted_model(settings).version is None
-
-
-@pytest.fixture
-def command_env(monkeypatch: pytest.MonkeyPatch, backend_settings: Settings) -> Iterator[Settings]:
-    """``main()`` in this process reads the backend's settings."""
-    monkeypatch.setenv("CHATQ_DATABASE_URL", backend_settings.database_url)
-    monkeypatch.setenv("CHATQ_DATA_DIR", str(backend_settings.data_dir))
-    get_settings.cache_clear()
-    yield backend_settings
-    get_settings.cache_clear()
 
 
 def test_the_models_command_registers_activates_and_lists(

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from sqlalchemy import update
 from chatq.cli import main
 from chatq.stats_command import read_stats
 from shared.api_keys import IssuedKey, create_api_key
-from shared.config import Settings, get_settings
+from shared.config import Settings
 from shared.db.engine import session_scope
 from shared.db.models import (
     DeliveryStatus,
@@ -251,16 +250,6 @@ def test_the_text_report_names_every_section(shop_and_school: Settings) -> None:
     assert "moderation: 2 flagged job(s)" in report
     assert "handoffs: 1" in report
     assert "attempts: 5, failed (non-2xx or error): 4 (80.0%)" in report
-
-
-@pytest.fixture
-def command_env(monkeypatch: pytest.MonkeyPatch, backend_settings: Settings) -> Iterator[Settings]:
-    """``main()`` in this process reads the backend's settings."""
-    monkeypatch.setenv("CHATQ_DATABASE_URL", backend_settings.database_url)
-    monkeypatch.setenv("CHATQ_DATA_DIR", str(backend_settings.data_dir))
-    get_settings.cache_clear()
-    yield backend_settings
-    get_settings.cache_clear()
 
 
 @pytest.mark.parametrize("since", ["5x", "24", "h", "-3h", "0m", "1.5h", "99999999999d"])
