@@ -39,7 +39,7 @@ test: model lint browser
 # Benchmarks print side-by-side tables and write JSON to bench/results/. The pipeline benchmark
 # needs the local PostgreSQL and RabbitMQ; bench/gpu.sh is for a GPU machine (see its header).
 bench: model
-	$(BIN)/chatq model build --quantize int8
+	$(BIN)/chatq model build --quantize int8 --quantize q4
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/retrieval.py

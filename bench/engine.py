@@ -1,6 +1,6 @@
-"""Engine benchmark: PyTorch vs ONNX Runtime fp32 vs ONNX Runtime INT8 (and fp16 if asked),
-batch 1 and batch 8, the same prompts, greedy, the same number of new tokens; and the prefill
-(time to the first token) of a batch of long prompts.
+"""Engine benchmark: PyTorch vs ONNX Runtime fp32 vs the INT8 and Q4 variants (those built;
+fp16 if asked), batch 1 and batch 8, the same prompts, greedy, the same number of new tokens;
+and the prefill (time to the first token) of a batch of long prompts.
 
 Every engine runs with the same number of intra-op threads (ONNX Runtime's session option and
 ``torch.set_num_threads``), after an untimed warm-up of every batch size. Runs are interleaved:
@@ -193,7 +193,7 @@ def main() -> int:
         REFERENCE: load_pytorch_engine(layout.pytorch_dir, Device.CPU, threads, manifest.name),
         "ort-fp32": ort_fp32,
     }
-    for variant in ("int8", "fp16") if args.fp16 else ("int8",):
+    for variant in ("int8", "q4", "fp16") if args.fp16 else ("int8", "q4"):
         if layout.variant_dir(variant).is_dir():
             engines[f"ort-{variant}"] = load_onnx_engine(
                 layout.variant_dir(variant), Device.CPU, threads, manifest.name, variant

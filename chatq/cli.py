@@ -317,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--quantize",
         action="append",
-        choices=["int8", "fp16"],
-        help="also build a quantised variant (int8 for CPUs, fp16 for CUDA); repeatable",
+        choices=["int8", "q4", "fp16"],
+        help="also build a quantised variant (int8 or q4 for CPUs, fp16 for CUDA); repeatable",
     )
     build.set_defaults(handler=cmd_model_build)
     random = model.add_parser("random", help="write a random-weight model folder")

@@ -3,7 +3,10 @@ runs: they never touch anyone's data, start from empty queues and never collide.
 
 The servers are found through ``CHATQ_TEST_POSTGRES_URL`` and ``CHATQ_TEST_RABBITMQ_URL``
 (defaults: the local services on their standard ports, trust auth, guest/guest). Virtual hosts
-are made with ``rabbitmqctl``, so RabbitMQ must run on this machine.
+are made through RabbitMQ's management API (``CHATQ_TEST_RABBITMQ_MANAGEMENT_URL``, default
+port 15672: `.ci/run` enables the plugin) in about 20 ms; without the plugin, with
+``rabbitmqctl`` on this machine, which starts an Erlang VM per call (0.5-1 s, three calls per
+namespace: minutes over a test run).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 from sqlalchemy.engine import make_url
 
@@ -24,6 +28,9 @@ POSTGRES_URL = os.environ.get(
     "CHATQ_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 RABBITMQ_URL = os.environ.get("CHATQ_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+RABBITMQ_MANAGEMENT_URL = os.environ.get(
+    "CHATQ_TEST_RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672"
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,50 @@ class ServersUnavailableError(RuntimeError):
     pass
 
 
+def _add_vhost(vhost: str) -> None:
+    user = urlsplit(RABBITMQ_URL).username or "guest"
+    management = _management_api()
+    if management is None:
+        _rabbitmqctl("add_vhost", vhost)
+        _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        return
+    try:
+        management.put(f"/api/vhosts/{vhost}").raise_for_status()
+        everything = {"configure": ".*", "write": ".*", "read": ".*"}
+        management.put(f"/api/permissions/{vhost}/{user}", json=everything).raise_for_status()
+    finally:
+        management.close()
+
+
+def _delete_vhost(vhost: str) -> None:
+    management = _management_api()
+    if management is None:
+        _rabbitmqctl("delete_vhost", vhost)
+        return
+    try:
+        response = management.delete(f"/api/vhosts/{vhost}")
+        if response.status_code != 404:  # gone already is what was asked
+            response.raise_for_status()
+    finally:
+        management.close()
+
+
+def _management_api() -> httpx.Client | None:
+    """A client of RabbitMQ's management API, or ``None`` where the plugin is not enabled."""
+    parts = urlsplit(RABBITMQ_URL)
+    client = httpx.Client(
+        base_url=RABBITMQ_MANAGEMENT_URL,
+        auth=(parts.username or "guest", parts.password or "guest"),
+        timeout=30,
+    )
+    try:
+        client.get("/api/whoami").raise_for_status()
+    except httpx.HTTPError:
+        client.close()
+        return None
+    return client
+
+
 def _rabbitmqctl(*args: str) -> None:
     completed = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True)
     if completed.returncode != 0:
@@ -62,9 +113,7 @@ def create_namespace(prefix: str) -> Namespace:
             f"PostgreSQL at {POSTGRES_URL} is unreachable ({error}); start it first"
         ) from None
     vhost = name.replace("_", "-")
-    _rabbitmqctl("add_vhost", vhost)
-    user = urlsplit(RABBITMQ_URL).username or "guest"
-    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    _add_vhost(vhost)
     return Namespace(
         make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False),
         RABBITMQ_URL.rstrip("/") + "/" + vhost,
@@ -75,7 +124,7 @@ def drop_namespace(namespace: Namespace) -> None:
     name = make_url(namespace.database_url).database
     with _admin() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _rabbitmqctl("delete_vhost", urlsplit(namespace.broker_url).path.lstrip("/"))
+    _delete_vhost(urlsplit(namespace.broker_url).path.lstrip("/"))
 
 
 @contextmanager

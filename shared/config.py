@@ -41,6 +41,7 @@ class ModelVariant(StrEnum):
 
     FP32 = "fp32"
     INT8 = "int8"
+    Q4 = "q4"
     FP16 = "fp16"
 
 
@@ -147,7 +148,8 @@ class Settings(BaseSettings):
     engine: EngineKind = EngineKind.ONNX
     """``onnx`` (ONNX Runtime) or ``torch`` (PyTorch reference)."""
     model_variant: ModelVariant = ModelVariant.FP32
-    """ONNX export to run: ``fp32``, or a variant built with ``--quantize`` (``int8``, ``fp16``)."""
+    """ONNX export to run: ``fp32``, or a variant built with ``--quantize`` (``int8``, ``q4``,
+    ``fp16``)."""
     max_batch_size: int = Field(8, ge=1, le=256)
     """Most jobs one batched generation takes."""
     max_wait_ms: int = Field(30, ge=0, le=60_000)

@@ -1,10 +1,13 @@
 """The inference consumer: the broker loop of an inference worker.
 
-It owns the broker connection and channel (one thread: a channel is not shared between
-threads): it hands deliveries to the engine scheduler, applies the settlements the scheduler
-queues (woken at once by each one, see ``settlements``), keeps heartbeats going while the model
-runs, and reconnects when the connection breaks. Batching, preparing and generating happen in
-the scheduler (``scheduler``), which has no broker in it.
+It is kombu's ``ConsumerMixin``: the mixin connects, retries and reconnects; this class says
+what to consume and what to do around it. It owns the broker connection and channel (one
+thread: a channel is not shared between threads): it hands deliveries to the engine scheduler,
+applies the settlements the scheduler queues (``on_iteration``, woken at once by each one, see
+``settlements``), keeps heartbeats going while the model runs, and, when a connection comes back,
+forgets what the dead channel held (``on_connection_revived``: the broker delivers it again).
+Batching, preparing and generating happen in the scheduler (``scheduler``), which has no broker
+in it.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from kombu import Connection, Message
+from kombu import Connection, Consumer, Message
+from kombu.mixins import ConsumerMixin
+from kombu.transport.base import StdChannel
 from pydantic import ValidationError
 
 from services.worker.engine_loop import EngineSwitch
@@ -40,7 +44,11 @@ from shared.messaging.topology import (
 
 log = get_logger(__name__)
 
-RECONNECT_BACKOFF_S = (0.5, 1, 2, 5, 10)
+# Waits between attempts to reach the broker: first soon (a blip), then at most every 10 s
+# (kombu's own default grows to 30 s, too long for a worker that holds a model idle).
+RECONNECT_FIRST_S = 0.5
+RECONNECT_STEP_S = 1.0
+RECONNECT_MAX_S = 10.0
 # The consumer thread wakes for a delivery, a settlement or a stop; failing those, this often
 # to check heartbeats.
 IDLE_WAKEUP_S = 1.0
@@ -48,7 +56,11 @@ IDLE_WAKEUP_S = 1.0
 POLL_INTERVAL_S = 0.05
 
 
-class InferenceConsumer:
+class _Stopped(Exception):
+    """Raised out of the reconnect loop once the worker is told to stop."""
+
+
+class InferenceConsumer(ConsumerMixin):
     def __init__(
         self,
         settings: Settings,
@@ -61,6 +73,7 @@ class InferenceConsumer:
         relay: StreamRelay | None = None,
     ) -> None:
         self.settings = settings
+        self.connection = broker_connection(settings, heartbeat=30)
         self.idle_wakeup_s = idle_wakeup_s
         self.sender = sender
         self._settlements = SettlementQueue()
@@ -73,62 +86,105 @@ class InferenceConsumer:
             relay=relay,
         )
         self.settled = 0  # messages settled so far (acked, requeued or rejected)
-        self._stopping = threading.Event()
 
     def stop(self) -> None:
         """Finish what is claimed, stop consuming, return from ``run``."""
-        self._stopping.set()
+        self.should_stop = True
         self._settlements.wake()
 
-    def run(self) -> None:
+    def run(self, _tokens: int = 1, **kwargs: Any) -> None:
         self.scheduler.start()
-        failures = 0
-        while not self._stopping.is_set():
-            connection = broker_connection(self.settings, heartbeat=30)
-            try:
-                with connection:
-                    self._consume(connection)
-                    failures = 0
-            except Exception as error:  # whatever broke the connection, reconnect
-                # The broker redelivers whatever the dead channel held: drop our copies.
-                dropped = self.scheduler.drop_waiting()
-                delay = RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)]
-                failures += 1
-                log.warning(
-                    "broker_connection_lost", error=repr(error), dropped=dropped, retry_in_s=delay
-                )
-                self._stopping.wait(delay)
-        self.scheduler.close()
-        self.scheduler.join()
+        try:
+            super().run(_tokens, **kwargs)
+        except _Stopped:
+            pass  # told to stop while the broker was away: nothing is claimed on any channel
+        finally:
+            self.scheduler.close()
+            self.scheduler.join()
 
-    def _consume(self, connection: Connection) -> None:
-        connection.ensure_connection(max_retries=1)
-        declare_topology(connection)
-        channel = connection.channel()
-        consumer = connection.Consumer(
-            channel=channel,
-            queues=[INFERENCE_QUEUE],
-            callbacks=[self._on_message],
-            accept=["json"],
-            prefetch_count=self.settings.effective_prefetch_count,
-        )
-        consumer.consume()
+    # -- what the mixin asks -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def establish_connection(self) -> Iterator[Connection]:
+        with self.create_connection() as connection:
+            connection.ensure_connection(
+                self.on_connection_error,
+                interval_start=RECONNECT_FIRST_S,
+                interval_step=RECONNECT_STEP_S,
+                interval_max=RECONNECT_MAX_S,
+            )
+            yield connection
+
+    def on_connection_error(self, exc: Exception, interval: float) -> None:
+        if self.should_stop:
+            raise _Stopped from exc
+        log.warning("broker_unreachable", error=repr(exc), retry_in_s=interval)
+
+    def on_connection_revived(self) -> None:
+        # The broker redelivers whatever the dead channel held: drop our copies.
+        dropped = self.scheduler.drop_waiting()
+        if dropped:
+            log.warning("broker_connection_revived", dropped=dropped)
+
+    def get_consumers(
+        self, consumer_for_channel: Callable[..., Consumer], channel: StdChannel
+    ) -> list[Consumer]:
+        declare_topology(channel)
+        return [
+            consumer_for_channel(
+                queues=[INFERENCE_QUEUE],
+                callbacks=[self._on_message],
+                accept=["json"],
+                prefetch_count=self.settings.effective_prefetch_count,
+            )
+        ]
+
+    def on_consume_ready(
+        self, connection: Connection, channel: StdChannel, consumers: list[Any], **kwargs: Any
+    ) -> None:
         log.info(
             "consuming",
             queue=INFERENCE_QUEUE.name,
             prefetch=self.settings.effective_prefetch_count,
             max_batch_size=self.settings.max_batch_size,
         )
-        try:
-            self._pump(connection, until=self._stopping.is_set)
-            consumer.cancel()
+
+    def on_iteration(self) -> None:
+        self.settled += self._settlements.apply()
+
+    def on_decode_error(self, message: Message, exc: Exception) -> None:
+        # a body no consumer can read (another content type, broken JSON): redelivering it would
+        # fail forever, so it goes to the dead-letter queue for inspection
+        log.error(
+            "undecodable_message",
+            content_type=message.content_type,
+            error=repr(exc),
+        )
+        message.reject()
+
+    def consume(
+        self,
+        limit: int | None = None,
+        timeout: float | None = None,
+        safety_interval: float = 1,
+        **kwargs: Any,
+    ) -> Iterator[None]:
+        """One connection's life: deliveries in and settlements out until told to stop, then
+        the claimed jobs finish and are settled before the channel closes. (The mixin's own
+        loop waits ``safety_interval`` between looks at the settlements; this one wakes for
+        them at once.)"""
+        with self.consumer_context(**kwargs) as (connection, _channel, consumers):
+            self._pump(connection, until=lambda: self.should_stop)
+            for consumer in consumers:
+                consumer.cancel()
             # What is claimed already finishes and is acknowledged before the channel closes;
             # what is still waiting in the batcher goes back to the queue with the channel.
             self.scheduler.close()
             self._pump(connection, until=lambda: self.scheduler.finished)
-            self._apply_settlements()
-        finally:
-            channel.close()
+            self.on_iteration()
+        yield
+
+    # -- the loop ----------------------------------------------------------------------------
 
     def _pump(self, connection: Connection, until: Callable[[], bool]) -> None:
         """Deliveries in, settlements out and heartbeats kept, until ``until()``."""
@@ -147,7 +203,7 @@ class InferenceConsumer:
                 if broker_socket in ready:
                     with contextlib.suppress(TimeoutError):  # one frame, already arriving
                         connection.drain_events(timeout=self.idle_wakeup_s)
-            self._apply_settlements()
+            self.on_iteration()
             if time.monotonic() >= heartbeat_due:
                 connection.heartbeat_check()
                 heartbeat_due = time.monotonic() + self.idle_wakeup_s
@@ -186,9 +242,6 @@ class InferenceConsumer:
         except Exception:
             log.exception("poison_outcome_send_failed", job_id=job_id)
         message.reject()
-
-    def _apply_settlements(self) -> None:
-        self.settled += self._settlements.apply()
 
 
 def _waitable_socket(connection: Connection) -> socket.socket | None:

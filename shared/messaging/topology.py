@@ -6,7 +6,10 @@ the Celery post-processors all take their declarations from here.
 
 from __future__ import annotations
 
+from typing import Any
+
 from kombu import Connection, Exchange, Queue
+from kombu.transport.base import StdChannel
 
 MAX_PRIORITY = 9
 
@@ -52,9 +55,11 @@ FINALIZE_JOB_TASK = "chatq.postprocess.finalize_job"
 DELIVER_WEBHOOK_TASK = "chatq.postprocess.deliver_webhook"
 
 
-def declare_topology(connection: Connection) -> None:
-    """Declare every exchange and queue (idempotent)."""
-    channel = connection.default_channel
+def declare_topology(on: Connection | StdChannel) -> None:
+    """Declare every exchange and queue (idempotent), on ``on``'s default channel or on the
+    channel given."""
+    # Any: kombu annotates binding with its virtual Channel, though an AMQP channel binds alike
+    channel: Any = on.default_channel if isinstance(on, Connection) else on
     for exchange in (JOBS_EXCHANGE, DEAD_LETTER_EXCHANGE):
         exchange(channel).declare()
     for queue in ALL_QUEUES:

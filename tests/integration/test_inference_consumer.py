@@ -9,13 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kombu import Queue
 
 from services.worker.consumer import InferenceConsumer
 from shared.config import Settings
 from shared.db.models import utcnow
 from shared.messaging.broker import broker_connection, publish_inference_request
 from shared.messaging.schemas import GenerationParams, InferenceRequest
-from shared.messaging.topology import INFERENCE_QUEUE, queue_depth
+from shared.messaging.topology import DEAD_LETTER_QUEUE, INFERENCE_QUEUE, queue_depth
 from tests.conftest import NamespaceFactory, backend_env, prepare_backend, settings_from_env
 from tests.unit.worker.fakes import WAIT_S, FakeEngine, FakeProcessor, FakeSender, wait_until
 
@@ -94,3 +95,31 @@ def test_every_delivered_job_is_handed_on_and_acknowledged_once(
     assert len({outcome.job_id for outcome in running.sender.outcomes}) == 20
     with broker_connection(backend_settings) as connection:
         assert queue_depth(connection, INFERENCE_QUEUE) == 0
+
+
+def test_a_body_no_consumer_can_decode_goes_to_the_dead_letter_queue(
+    running: RunningConsumer,
+) -> None:
+    with broker_connection(running.settings) as connection:
+        connection.Producer().publish(
+            b"not json at all",
+            exchange=INFERENCE_QUEUE.exchange,
+            routing_key=INFERENCE_QUEUE.routing_key,
+            content_type="text/plain",
+            content_encoding="utf-8",
+            delivery_mode=2,
+        )
+    # redelivering it would fail forever: it is rejected, and the consumer goes on
+    assert wait_until(lambda: running.consumer.settled == 0 and _depth(running, DEAD_LETTER_QUEUE))
+    running.publish(1)
+    assert running.sender.wait_for(1)
+    assert wait_until(lambda: running.consumer.settled == 1)
+    running.stop()
+    with broker_connection(running.settings) as connection:
+        assert queue_depth(connection, INFERENCE_QUEUE) == 0
+        assert queue_depth(connection, DEAD_LETTER_QUEUE) == 1
+
+
+def _depth(running: RunningConsumer, queue: Queue) -> int:
+    with broker_connection(running.settings) as connection:
+        return queue_depth(connection, queue)

@@ -18,6 +18,7 @@ from shared.model_layout import ModelLayout
 from training.model_build import ModelSource, build_model
 from training.prefill_logits import LOGITS, SLICE_NODE, keeps_last_position_only
 from training.random_model import build_random_model
+from training.variants import Quantization
 
 QUESTIONS = ["Hi", "Where is my order? I ordered it two weeks ago and nothing has arrived yet."]
 
@@ -90,3 +91,37 @@ def test_a_model_built_before_the_edit_still_answers_and_the_next_build_upgrades
     assert manifest.parity.identical
     assert ModelLayout(old).require_manifest().parity.identical
     assert answers(old) == before
+
+
+def test_the_q4_variant_of_a_q4_1_model_answers_exactly_as_fp32(tmp_path: Path) -> None:
+    # the default model's MatMul weights are de-quantised Q4_1; so are this tiny model's
+    source = build_random_model(tmp_path / "source", "tiny", seed=1)
+    _snap_linear_weights_to_q4_1(source)
+    target = tmp_path / "model"
+    manifest = build_model(
+        ModelSource.from_folder(source), target, quantizations=(Quantization.Q4,), progress=False
+    )
+    q4 = manifest.variants["q4"]
+    assert q4.token_agreement == 1.0
+    assert q4.identical_sequences == q4.prompts
+    q4_graph = onnx.load(str(ModelLayout(target).variant_dir("q4") / "model.onnx"))
+    assert sum(node.op_type == "MatMulNBits" for node in q4_graph.graph.node) == 2 * 7  # 2 layers
+
+
+def _snap_linear_weights_to_q4_1(folder: Path) -> None:
+    """Round every projection weight to ggml's Q4_1 grid: blocks of 32 inputs, 16 levels from
+    the block's minimum to its maximum."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and name != "lm_head":
+                out_features, in_features = module.weight.shape
+                blocks = module.weight.reshape(out_features, in_features // 32, 32)
+                low = blocks.min(dim=-1, keepdim=True).values
+                step = (blocks.max(dim=-1, keepdim=True).values - low) / 15
+                snapped = torch.round((blocks - low) / step) * step + low
+                module.weight.copy_(snapped.reshape(out_features, in_features))
+    model.save_pretrained(folder)

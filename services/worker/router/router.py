@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -199,7 +199,7 @@ class Router:
                     [Source.model_validate(s) for s in cached.sources],
                 )
 
-        hits = [hit for hit in candidates if self._relevant(hit, lang)]
+        hits = answering_passages(candidates, lambda hit: self._relevant(hit, lang))
         if hits:
             sources = [
                 Source(
@@ -418,6 +418,18 @@ class Router:
             return
         cached = CachedAnswer(response, route, [source.model_dump() for source in sources])
         self.cache.put(tenant_id, version, key, cached)
+
+
+def answering_passages(ranked: Sequence[Hit], relevant: Callable[[Hit], bool]) -> list[Hit]:
+    """The passages that answer, best first: the relevant ones, provided the best-ranked passage
+    is relevant itself. Otherwise none: a lower passage that clears the threshold only through
+    lexical coverage (a passage that shares nothing with the question but the shop's name) is
+    no better an answer than the closer one that did not, and the question gets the fallback.
+    Ranking and relevance weigh lexical coverage differently (squared and small for ranking,
+    linear for relevance), which is what lets a lower passage pass where the best one did not."""
+    if not ranked or not relevant(ranked[0]):
+        return []
+    return [hit for hit in ranked if relevant(hit)]
 
 
 def _language(query: str, history: Sequence[ChatTurn]) -> str:

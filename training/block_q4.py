@@ -1,0 +1,138 @@
+"""The ``q4`` variant: every MatMul weight as 4-bit blocks (ONNX Runtime's ``MatMulNBits``).
+
+The default model comes from a GGUF whose MatMul weights are Q4_1: blocks of 32 consecutive
+input weights, each ``w = d·q + m`` with ``q`` in 0..15 (ggml sets ``m`` to the block's minimum
+and ``d`` to its range / 15, so ``q`` = 0 and 15 both occur). The fp32 export holds exactly those
+values, so re-encoding them as 4-bit blocks loses nothing: the blocks and their ``q`` are
+recovered exactly, and the answers stay token for token those of fp32 (the build checks it, as
+for every variant). A weight that is not on such a grid (a fine-tuned, merged model) is rounded
+to the nearest of 16 levels between its block's minimum and maximum, and the agreement shows
+what that costs.
+
+``MatMulNBits`` dequantises ``(q − zero_point) · scale`` with an integer zero point; ggml's
+minimum ``m`` is a float, and ONNX Runtime's float zero points take a slow path (3.5× slower
+than fp32 here). So the minimum goes apart: ``x·W = MatMulNBits(x; q, d, zero point 0) +
+blocksum(x)·M``, where ``blocksum(x)`` sums ``x`` over each block of 32 (shared by every weight
+that reads the same ``x``) and ``M`` holds the minima, a matrix 32 times smaller than ``W``.
+Both parts are exact in fp32 arithmetic (``accuracy_level`` 1: no int8 activations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+BLOCK = 32
+LEVELS = 15  # 4 bits: q in 0..15
+# fp32 weights: a block counts as "on its grid" when rebuilding it from (q, d, m) moves no
+# weight by more than this (ggml's d and m are fp16, products land on fp32 values exactly)
+EXACT_TOLERANCE = 1e-6
+ACCURACY_FP32 = 1  # MatMulNBits computes in fp32 (4 would quantise the activations to int8)
+
+
+@dataclass(frozen=True)
+class BlockQuantized:
+    """One ``[K, N]`` weight as ``MatMulNBits`` inputs, plus the block minima."""
+
+    packed: np.ndarray  # uint8 [N, K/32, 16]: two 4-bit q per byte, the lower index low
+    scales: np.ndarray  # float32 [N * K/32]
+    minima: np.ndarray  # float32 [K/32, N]
+    exact: bool  # every block rebuilt within EXACT_TOLERANCE
+
+
+def quantize_blocks(weight: np.ndarray) -> BlockQuantized:
+    """``weight`` ``[K, N]`` (MatMul's right-hand side) in blocks of 32 along K."""
+    k, n = weight.shape
+    if k % BLOCK:
+        raise ValueError(f"K={k} is not a multiple of {BLOCK}")
+    blocks = weight.astype(np.float64).T.reshape(n, k // BLOCK, BLOCK)
+    low = blocks.min(axis=-1, keepdims=True)
+    step = (blocks.max(axis=-1, keepdims=True) - low) / LEVELS
+    step = np.where(step > 0, step, 1.0)  # a constant block: q = 0 everywhere, w = m
+    q = np.clip(np.rint((blocks - low) / step), 0, LEVELS).astype(np.uint8)
+    exact = bool(np.abs(q * step + low - blocks).max() <= EXACT_TOLERANCE)
+    return BlockQuantized(
+        packed=(q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8),
+        scales=step.astype(np.float32).reshape(-1),
+        minima=low.reshape(n, k // BLOCK).T.astype(np.float32).copy(),
+        exact=exact,
+    )
+
+
+def rewrite_matmuls(model: Any) -> tuple[int, int]:
+    """Replace, in place, every MatMul whose right-hand side is a 2-D initializer with K a
+    multiple of 32 by the 4-bit form above. Returns (rewritten, exactly representable)."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    nodes: list[Any] = []
+    added: list[Any] = [numpy_helper.from_array(np.array([-1], dtype=np.int64), "q4/last_axis")]
+    used: set[str] = set()
+    block_sums: dict[str, str] = {}  # input name → its block sums (q, k, v share one input)
+    rewritten = exact = 0
+    for node in graph.node:
+        weight_name = node.input[1] if node.op_type == "MatMul" else ""
+        init = initializers.get(weight_name)
+        if init is None or len(init.dims) != 2 or init.dims[0] % BLOCK:
+            nodes.append(node)
+            continue
+        weight = numpy_helper.to_array(init)
+        k, n = weight.shape
+        blocks = quantize_blocks(weight)
+        rewritten += 1
+        exact += blocks.exact
+        used.add(weight_name)
+        prefix = f"q4/{rewritten}"
+        x = node.input[0]
+        if x not in block_sums:
+            shape = f"{prefix}/block_shape"
+            added.append(numpy_helper.from_array(np.array([0, 0, k // BLOCK, BLOCK]), shape))
+            nodes += [
+                helper.make_node("Reshape", [x, shape], [f"{prefix}/blocks"], f"{prefix}/reshape"),
+                helper.make_node(
+                    "ReduceSum",
+                    [f"{prefix}/blocks", "q4/last_axis"],
+                    [f"{prefix}/block_sums"],
+                    f"{prefix}/block_sum",
+                    keepdims=0,
+                ),
+            ]
+            block_sums[x] = f"{prefix}/block_sums"
+        zero_points = np.zeros(n * ((k // BLOCK + 1) // 2), dtype=np.uint8)
+        added += [
+            numpy_helper.from_array(blocks.packed, f"{prefix}/q"),
+            numpy_helper.from_array(blocks.scales, f"{prefix}/scales"),
+            numpy_helper.from_array(zero_points, f"{prefix}/zero_points"),
+            numpy_helper.from_array(blocks.minima, f"{prefix}/minima"),
+        ]
+        nodes += [
+            helper.make_node(
+                "MatMulNBits",
+                [x, f"{prefix}/q", f"{prefix}/scales", f"{prefix}/zero_points"],
+                [f"{prefix}/levels"],
+                f"{node.name}/q4",
+                domain="com.microsoft",
+                K=k,
+                N=n,
+                bits=4,
+                block_size=BLOCK,
+                accuracy_level=ACCURACY_FP32,
+            ),
+            helper.make_node(
+                "MatMul", [block_sums[x], f"{prefix}/minima"], [f"{prefix}/offsets"], f"{prefix}/mm"
+            ),
+            helper.make_node(
+                "Add", [f"{prefix}/levels", f"{prefix}/offsets"], list(node.output), f"{prefix}/add"
+            ),
+        ]
+    kept = [init for init in graph.initializer if init.name not in used]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + added)
+    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return rewritten, exact
