@@ -15,6 +15,7 @@ class JobLinks(BaseModel):
     self: str
     cancel: str
     feedback: str | None = None  # None in answers of servers from before feedback
+    batch: str | None = None  # the batch the job came in, if any
 
 
 class JobView(BaseModel):
@@ -34,6 +35,10 @@ class JobView(BaseModel):
     engine: dict[str, Any] | None
     # the model version that generated the answer (None: no model ran, or an older server)
     model_version: str | None = None
+    # the batch the job came in and the name its line gave it (None: submitted alone; no
+    # custom_id for the jobs of POST /v1/jobs/batch)
+    batch_id: uuid.UUID | None = None
+    custom_id: str | None = None
     error: dict[str, Any] | None
     metadata: dict[str, Any]
     priority: int
@@ -60,6 +65,8 @@ class JobView(BaseModel):
             timings=job.timings,
             engine=job.engine,
             model_version=job.model_version,
+            batch_id=job.batch_id,
+            custom_id=job.custom_id,
             error=job.error,
             metadata=job.metadata_,
             priority=job.priority,
@@ -71,5 +78,6 @@ class JobView(BaseModel):
                 self=f"/v1/jobs/{job.id}",
                 cancel=f"/v1/jobs/{job.id}/cancel",
                 feedback=f"/v1/jobs/{job.id}/feedback",
+                batch=f"/v1/batches/{job.batch_id}" if job.batch_id else None,
             ),
         )

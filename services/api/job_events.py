@@ -96,6 +96,10 @@ class JobEvents:
             except Exception as error:
                 log.warning("job_events_listener_lost", error=repr(error))
                 threading.Event().wait(1.0)
+                # Reconnect once somebody waits again (who subscribes is woken as soon as the
+                # listener is back): an idle process does not retry a database that is gone
+                # every second, nor log each attempt.
+                self._someone_waits.wait()
 
     def _poll_sqlite(self) -> None:
         # plain reads: the application's engine would take SQLite's write lock for each one

@@ -158,6 +158,26 @@ def test_a_json_lines_batch_is_stored_whole_with_its_counts(api: BatchApi) -> No
     assert api.get(f"/v1/batches/{batch['id']}").get_json() == batch
 
 
+def test_a_batch_job_names_its_batch_and_the_job_list_filters_by_it(api: BatchApi) -> None:
+    batch = api.submit_lines([line("first"), line("second")]).get_json()
+    alone = api.post("/v1/jobs", json={"query": "Not in a batch"}).get_json()
+
+    listed = api.get(f"/v1/jobs?batch_id={batch['id']}").get_json()["data"]
+    # a batch's jobs share their submission time: their order in the list is the ids'
+    listed.sort(key=lambda job: job["custom_id"])
+    assert [(job["custom_id"], job["batch_id"]) for job in listed] == [
+        ("first", batch["id"]),
+        ("second", batch["id"]),
+    ]
+    assert listed[0]["links"]["batch"] == f"/v1/batches/{batch['id']}"
+    one = api.get(f"/v1/jobs/{listed[0]['id']}").get_json()
+    assert (one["batch_id"], one["custom_id"]) == (batch["id"], "first")
+    assert (alone["batch_id"], alone["custom_id"], alone["links"]["batch"]) == (None, None, None)
+    # another tenant's batch id filters down to nothing, never to its jobs
+    assert api.get(f"/v1/jobs?batch_id={batch['id']}", api.stranger).get_json()["data"] == []
+    assert api.get("/v1/jobs?batch_id=not-a-uuid").status_code == 422
+
+
 def test_batch_jobs_join_the_tenants_sessions_and_new_ones_are_made(api: BatchApi) -> None:
     assert api.post("/v1/jobs", json={"query": "Hi", "session_id": "customer-7"}).status_code == 202
     count = 600  # more session names than one lookup takes

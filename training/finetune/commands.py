@@ -89,7 +89,7 @@ def add_finetune_parsers(train_subparsers: Any) -> None:
         "--quantize",
         action="append",
         choices=[quantization.value for quantization in Quantization],
-        help="also build a quantised variant (int8 for CPUs, fp16 for CUDA); repeatable",
+        help="also build a quantised variant (int8 or q4 for CPUs, fp16 for CUDA); repeatable",
     )
     export.add_argument("--force", action="store_true", help="rebuild even if up to date")
     export.add_argument(

@@ -41,6 +41,8 @@ def job_page_statement(tenant_id: uuid.UUID, query: JobListQuery) -> Select[Job]
             ChatSession.tenant_id == tenant_id, ChatSession.external_id == query.session_id
         )
         conditions.append(Job.session_id == session_pk.scalar_subquery())
+    if query.batch_id is not None:
+        conditions.append(Job.batch_id == query.batch_id)
     if query.created_after is not None:
         conditions.append(Job.created_at > query.created_after)
     if query.created_before is not None:

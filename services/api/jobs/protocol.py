@@ -233,6 +233,9 @@ class JobListQuery(BaseModel):
         Field(min_length=1, max_length=128, pattern=SESSION_ID_PATTERN),
         OneQueryValue,
     ] = None
+    batch_id: Annotated[
+        uuid.UUID | None, Field(description="only the jobs of this batch"), OneQueryValue
+    ] = None
     created_after: Annotated[datetime | None, Rfc3339, OneQueryValue] = None
     created_before: Annotated[datetime | None, Rfc3339, OneQueryValue] = None
     limit: Annotated[int, Field(ge=1, le=MAX_JOB_PAGE), OneQueryValue] = DEFAULT_JOB_PAGE
