@@ -12,6 +12,9 @@
   between facts) and ``origin``.
 - CSV (``.csv``, UTF-8, a header row) with ``question`` and ``answer`` columns and optional
   ``lang`` and ``facts`` (``|`` between facts).
+- A knowledge-base FAQ file (``.yaml``/``.yml``, as ``chatq kb ingest`` reads it: entries with
+  ``question``, ``answer``, ``alternatives``, ``lang``): one example per wording, the question
+  and each alternative with the entry's answer. A business trains on the FAQ it already has.
 
 The language is detected from the text (the share of Chinese characters) when a row does not
 give it. A malformed row does not stop the reading: it comes back in ``ReadResult.rejected``
@@ -38,6 +41,7 @@ RAW_PREVIEW_CHARS = 300
 
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 CSV_SUFFIXES = (".csv",)
+FAQ_SUFFIXES = (".yaml", ".yml")
 FACT_SEPARATOR = "|"
 
 # A speaker label at the start of a turn, in the seed and CSV shapes where the field already
@@ -90,10 +94,13 @@ def read_source(path: Path) -> ReadResult:
     if not path.is_file():
         raise ValueError(f"{path}: not a file")
     suffix = path.suffix.lower()
+    if suffix in FAQ_SUFFIXES:
+        return _faq_examples(path)
     if suffix not in JSON_SUFFIXES + CSV_SUFFIXES:
         raise ValueError(
             f"{path}: unknown format {suffix or '(no suffix)'}; use JSON lines "
-            f"({', '.join(JSON_SUFFIXES)}) or CSV (.csv) with question,answer columns"
+            f"({', '.join(JSON_SUFFIXES)}), CSV (.csv) with question,answer columns or a "
+            "knowledge-base FAQ file (.yaml)"
         )
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -115,6 +122,29 @@ def read_source(path: Path) -> ReadResult:
             lines.append(line)
         except RowError as error:
             rejected.append(Rejected(line=line, reason=str(error), raw=_preview(row)))
+    return ReadResult(examples=examples, lines=lines, rejected=rejected)
+
+
+def _faq_examples(path: Path) -> ReadResult:
+    """Every wording of every FAQ entry, read by the knowledge base's own reader (an entry it
+    refuses makes the whole file refused, as ``chatq kb ingest`` would)."""
+    from chatq.knowledge_files import KnowledgeFileError, faq_from_file
+
+    try:
+        entries = faq_from_file(path)
+    except KnowledgeFileError as error:
+        raise ValueError(str(error)) from None
+    examples: list[ChatExample] = []
+    lines: list[int] = []
+    rejected: list[Rejected] = []
+    for number, (external_id, entry) in enumerate(entries.items(), start=1):
+        for question in (entry.question, *entry.alternatives):
+            row = {"question": question, "answer": entry.answer, "lang": entry.lang}
+            try:
+                examples.append(example_from_row({**row, "origin": f"faq:{external_id}"}))
+                lines.append(number)  # the entry's place in the file
+            except RowError as error:
+                rejected.append(Rejected(line=number, reason=str(error), raw=_preview(row)))
     return ReadResult(examples=examples, lines=lines, rejected=rejected)
 
 

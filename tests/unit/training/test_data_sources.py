@@ -1,4 +1,5 @@
-"""Reading training data: the seed, chat and CSV shapes, and rows that are not examples."""
+"""Reading training data: the seed, chat and CSV shapes, knowledge-base FAQ files, and rows that
+are not examples."""
 
 from __future__ import annotations
 
@@ -210,3 +211,36 @@ def test_a_missing_file_is_not_found_and_a_folder_is_not_a_file(tmp_path: Path) 
     folder.mkdir()
     with pytest.raises(ValueError, match="not a file"):
         read_source(folder)
+
+
+def test_a_knowledge_base_faq_file_gives_one_example_per_wording(tmp_path: Path) -> None:
+    faq = tmp_path / "faq.yaml"
+    faq.write_text(
+        "- id: refund-en\n"
+        "  question: What is your refund policy?\n"
+        '  alternatives: ["Can I return an item?", "How do returns work?"]\n'
+        "  answer: You can return any item within 7 days of delivery.\n"
+        "- question: 如何重置路由器？\n"
+        "  answer: 按住路由器背面的RESET键5秒。\n",
+        encoding="utf-8",
+    )
+    read = read_source(faq)
+    assert read.rejected == []
+    assert [(e.messages[0].content, e.lang) for e in read.examples] == [
+        ("What is your refund policy?", "en"),
+        ("Can I return an item?", "en"),
+        ("How do returns work?", "en"),
+        ("如何重置路由器？", "zh"),
+    ]
+    assert {e.messages[1].content for e in read.examples[:3]} == {
+        "You can return any item within 7 days of delivery."
+    }
+    assert read.examples[0].origin == "faq:refund-en"
+    assert read.lines == [1, 1, 1, 2]
+
+
+def test_a_faq_file_the_knowledge_base_would_refuse_is_refused(tmp_path: Path) -> None:
+    faq = tmp_path / "faq.yml"
+    faq.write_text("- question: Where is my order?\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="answer"):
+        read_source(faq)
