@@ -4,7 +4,6 @@ and each settlement is applied as soon as it is queued."""
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,12 +12,17 @@ from kombu import Queue
 
 from services.worker.consumer import InferenceConsumer
 from shared.config import Settings
-from shared.db.models import utcnow
-from shared.messaging.broker import broker_connection, publish_inference_request
-from shared.messaging.schemas import GenerationParams, InferenceRequest
+from shared.messaging.broker import broker_connection
 from shared.messaging.topology import DEAD_LETTER_QUEUE, INFERENCE_QUEUE, queue_depth
 from tests.conftest import NamespaceFactory, backend_env, prepare_backend, settings_from_env
-from tests.unit.worker.fakes import WAIT_S, FakeEngine, FakeProcessor, FakeSender, wait_until
+from tests.unit.worker.fakes import (
+    WAIT_S,
+    FakeEngine,
+    FakeProcessor,
+    FakeSender,
+    publish_requests,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,15 +50,7 @@ class RunningConsumer:
 
     def publish(self, count: int) -> None:
         with broker_connection(self.settings) as connection:
-            producer = connection.Producer()
-            for n in range(count):
-                request = InferenceRequest(
-                    job_id=uuid.uuid4(),
-                    query=f"question {n}",
-                    params=GenerationParams(max_new_tokens=2),
-                    submitted_at=utcnow(),
-                )
-                publish_inference_request(producer, request.model_dump(mode="json"), 0, 5)
+            publish_requests(connection.Producer(), count)
 
     def stop(self) -> None:
         self.consumer.stop()

@@ -12,10 +12,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from kombu import Producer
+
 from services.worker.engine import Engine, GenerationRequest, GenerationResult
 from services.worker.inference import PreparedJobs
 from services.worker.pending_job import PendingJob
 from shared.db.models import utcnow
+from shared.messaging.broker import publish_inference_request
 from shared.messaging.schemas import (
     EngineInfo,
     GenerationParams,
@@ -50,14 +53,24 @@ class FakeMessage:
         self.settlements.append("reject")
 
 
-def pending(query: str = "Where is my order?", new_tokens: int = 3) -> PendingJob:
-    request = InferenceRequest(
+def request(query: str = "Where is my order?", new_tokens: int = 3) -> InferenceRequest:
+    return InferenceRequest(
         job_id=uuid.uuid4(),
         query=query,
         params=GenerationParams(max_new_tokens=new_tokens),
         submitted_at=utcnow(),
     )
-    return PendingJob(request, FakeMessage())
+
+
+def pending(query: str = "Where is my order?", new_tokens: int = 3) -> PendingJob:
+    return PendingJob(request(query, new_tokens), FakeMessage())
+
+
+def publish_requests(producer: Producer, count: int) -> None:
+    """``count`` short inference requests onto ``chat.inference``, as the API publishes them."""
+    for n in range(count):
+        payload = request(f"question {n}", new_tokens=2).model_dump(mode="json")
+        publish_inference_request(producer, payload, 0, 5)
 
 
 class FakeEngine(Engine):

@@ -11,9 +11,6 @@ from kombu import Connection
 
 from services.worker.consumer import InferenceConsumer
 from shared.config import Settings
-from shared.db.models import utcnow
-from shared.messaging.broker import publish_inference_request
-from shared.messaging.schemas import GenerationParams, InferenceRequest
 from shared.messaging.topology import INFERENCE_QUEUE, declare_topology, queue_depth
 from tests.unit.worker.fakes import (
     WAIT_S,
@@ -21,6 +18,7 @@ from tests.unit.worker.fakes import (
     FakeProcessor,
     FakeSender,
     pending,
+    publish_requests,
     wait_until,
 )
 
@@ -33,15 +31,7 @@ def _memory_settings(tmp_path: Path) -> Settings:
 def _publish(settings: Settings, count: int) -> None:
     with Connection(settings.broker_url) as connection:
         declare_topology(connection)
-        producer = connection.Producer()
-        for n in range(count):
-            request = InferenceRequest(
-                job_id=uuid.uuid4(),
-                query=f"question {n}",
-                params=GenerationParams(max_new_tokens=2),
-                submitted_at=utcnow(),
-            )
-            publish_inference_request(producer, request.model_dump(mode="json"), 0, 5)
+        publish_requests(connection.Producer(), count)
 
 
 def test_every_delivery_is_handed_on_and_settled_then_the_loop_stops(tmp_path: Path) -> None:
