@@ -17,7 +17,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from functools import cache
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import psycopg
@@ -29,7 +30,8 @@ POSTGRES_URL = os.environ.get(
 )
 RABBITMQ_URL = os.environ.get("CHATQ_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 RABBITMQ_MANAGEMENT_URL = os.environ.get(
-    "CHATQ_TEST_RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672"
+    "CHATQ_TEST_RABBITMQ_MANAGEMENT_URL",
+    f"http://{urlsplit(RABBITMQ_URL).hostname or '127.0.0.1'}:15672",
 )
 
 
@@ -52,7 +54,7 @@ class ServersUnavailableError(RuntimeError):
 
 
 def _add_vhost(vhost: str) -> None:
-    user = urlsplit(RABBITMQ_URL).username or "guest"
+    user = unquote(urlsplit(RABBITMQ_URL).username or "guest")
     management = _management_api()
     if management is None:
         _rabbitmqctl("add_vhost", vhost)
@@ -62,6 +64,11 @@ def _add_vhost(vhost: str) -> None:
         management.put(f"/api/vhosts/{vhost}").raise_for_status()
         everything = {"configure": ".*", "write": ".*", "read": ".*"}
         management.put(f"/api/permissions/{vhost}/{user}", json=everything).raise_for_status()
+    except httpx.HTTPError as error:
+        management.delete(f"/api/vhosts/{vhost}")  # no half-made virtual host left behind
+        raise ServersUnavailableError(
+            f"RabbitMQ's management API could not make virtual host {vhost} ({error})"
+        ) from None
     finally:
         management.close()
 
@@ -75,24 +82,34 @@ def _delete_vhost(vhost: str) -> None:
         response = management.delete(f"/api/vhosts/{vhost}")
         if response.status_code != 404:  # gone already is what was asked
             response.raise_for_status()
+    except httpx.HTTPError as error:
+        raise ServersUnavailableError(
+            f"RabbitMQ's management API could not delete virtual host {vhost} ({error})"
+        ) from None
     finally:
         management.close()
 
 
+@cache
+def _management_api_enabled() -> bool:
+    """Asked once per process: is RabbitMQ's management API there for these credentials?"""
+    try:
+        with _management_client() as client:
+            client.get("/api/whoami").raise_for_status()
+    except httpx.HTTPError:
+        return False
+    return True
+
+
 def _management_api() -> httpx.Client | None:
     """A client of RabbitMQ's management API, or ``None`` where the plugin is not enabled."""
+    return _management_client() if _management_api_enabled() else None
+
+
+def _management_client() -> httpx.Client:
     parts = urlsplit(RABBITMQ_URL)
-    client = httpx.Client(
-        base_url=RABBITMQ_MANAGEMENT_URL,
-        auth=(parts.username or "guest", parts.password or "guest"),
-        timeout=30,
-    )
-    try:
-        client.get("/api/whoami").raise_for_status()
-    except httpx.HTTPError:
-        client.close()
-        return None
-    return client
+    credentials = (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
+    return httpx.Client(base_url=RABBITMQ_MANAGEMENT_URL, auth=credentials, timeout=30)
 
 
 def _rabbitmqctl(*args: str) -> None:

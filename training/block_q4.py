@@ -12,9 +12,14 @@ what that costs.
 ``MatMulNBits`` dequantises ``(q − zero_point) · scale`` with an integer zero point; ggml's
 minimum ``m`` is a float, and ONNX Runtime's float zero points take a slow path (3.5× slower
 than fp32 here). So the minimum goes apart: ``x·W = MatMulNBits(x; q, d, zero point 0) +
-blocksum(x)·M``, where ``blocksum(x)`` sums ``x`` over each block of 32 (shared by every weight
-that reads the same ``x``) and ``M`` holds the minima, a matrix 32 times smaller than ``W``.
-Both parts are exact in fp32 arithmetic (``accuracy_level`` 1: no int8 activations).
+blocksum(x)·M``, where ``blocksum(x) = x·S`` sums ``x`` over each block of 32 (``S`` is a 0/1
+``[K, K/32]`` matrix, so any rank of ``x`` works; one per input, shared by every weight that
+reads it) and ``M`` holds the minima, a matrix 32 times smaller than ``W``. The weights are the
+same values; the products differ from fp32's only in the order of the sums (``accuracy_level``
+1: no int8 activations).
+
+Only float32 MatMul weights of the main graph are rewritten (not those inside ``If``/``Loop``
+subgraphs); a model in which none qualifies is refused rather than passed off as 4-bit.
 """
 
 from __future__ import annotations
@@ -64,19 +69,25 @@ def quantize_blocks(weight: np.ndarray) -> BlockQuantized:
 def rewrite_matmuls(model: Any) -> tuple[int, int]:
     """Replace, in place, every MatMul whose right-hand side is a 2-D initializer with K a
     multiple of 32 by the 4-bit form above. Returns (rewritten, exactly representable)."""
+    import onnx
     from onnx import helper, numpy_helper
 
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     nodes: list[Any] = []
-    added: list[Any] = [numpy_helper.from_array(np.array([-1], dtype=np.int64), "q4/last_axis")]
-    used: set[str] = set()
+    added: list[Any] = []
+    rewritten_weights: set[str] = set()
     block_sums: dict[str, str] = {}  # input name → its block sums (q, k, v share one input)
     rewritten = exact = 0
     for node in graph.node:
         weight_name = node.input[1] if node.op_type == "MatMul" else ""
         init = initializers.get(weight_name)
-        if init is None or len(init.dims) != 2 or init.dims[0] % BLOCK:
+        if (
+            init is None
+            or init.data_type != onnx.TensorProto.FLOAT
+            or len(init.dims) != 2
+            or init.dims[0] % BLOCK
+        ):
             nodes.append(node)
             continue
         weight = numpy_helper.to_array(init)
@@ -84,22 +95,16 @@ def rewrite_matmuls(model: Any) -> tuple[int, int]:
         blocks = quantize_blocks(weight)
         rewritten += 1
         exact += blocks.exact
-        used.add(weight_name)
+        rewritten_weights.add(weight_name)
         prefix = f"q4/{rewritten}"
         x = node.input[0]
         if x not in block_sums:
-            shape = f"{prefix}/block_shape"
-            added.append(numpy_helper.from_array(np.array([0, 0, k // BLOCK, BLOCK]), shape))
-            nodes += [
-                helper.make_node("Reshape", [x, shape], [f"{prefix}/blocks"], f"{prefix}/reshape"),
-                helper.make_node(
-                    "ReduceSum",
-                    [f"{prefix}/blocks", "q4/last_axis"],
-                    [f"{prefix}/block_sums"],
-                    f"{prefix}/block_sum",
-                    keepdims=0,
-                ),
-            ]
+            summing = np.kron(np.eye(k // BLOCK, dtype=np.float32), np.ones((BLOCK, 1), np.float32))
+            added.append(numpy_helper.from_array(summing, f"{prefix}/block_summing"))
+            sum_inputs = [x, f"{prefix}/block_summing"]
+            nodes.append(
+                helper.make_node("MatMul", sum_inputs, [f"{prefix}/block_sums"], f"{prefix}/sum")
+            )
             block_sums[x] = f"{prefix}/block_sums"
         zero_points = np.zeros(n * ((k // BLOCK + 1) // 2), dtype=np.uint8)
         added += [
@@ -113,7 +118,7 @@ def rewrite_matmuls(model: Any) -> tuple[int, int]:
                 "MatMulNBits",
                 [x, f"{prefix}/q", f"{prefix}/scales", f"{prefix}/zero_points"],
                 [f"{prefix}/levels"],
-                f"{node.name}/q4",
+                f"{prefix}/matmul_nbits",
                 domain="com.microsoft",
                 K=k,
                 N=n,
@@ -128,7 +133,18 @@ def rewrite_matmuls(model: Any) -> tuple[int, int]:
                 "Add", [f"{prefix}/levels", f"{prefix}/offsets"], list(node.output), f"{prefix}/add"
             ),
         ]
-    kept = [init for init in graph.initializer if init.name not in used]
+    if rewritten == 0:
+        raise ValueError(
+            "no float32 MatMul weight with a multiple of 32 inputs in the main graph: "
+            "nothing to write as 4-bit blocks"
+        )
+    # a weight another node still reads (shared, tied) stays
+    still_read = {name for node in nodes for name in node.input}
+    kept = [
+        init
+        for init in graph.initializer
+        if init.name not in rewritten_weights or init.name in still_read
+    ]
     del graph.node[:]
     graph.node.extend(nodes)
     del graph.initializer[:]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -49,6 +50,9 @@ log = get_logger(__name__)
 RECONNECT_FIRST_S = 0.5
 RECONNECT_STEP_S = 1.0
 RECONNECT_MAX_S = 10.0
+# After a failure the mixin does not classify as a connection or channel error (a bug, a
+# broken embedded broker file): wait this long before the next connection, growing per failure.
+FAILURE_BACKOFF_S = (0.5, 1, 2, 5, 10)
 # The consumer thread wakes for a delivery, a settlement or a stop; failing those, this often
 # to check heartbeats.
 IDLE_WAKEUP_S = 1.0
@@ -86,18 +90,32 @@ class InferenceConsumer(ConsumerMixin):
             relay=relay,
         )
         self.settled = 0  # messages settled so far (acked, requeued or rejected)
+        self._stop_requested = threading.Event()
 
     def stop(self) -> None:
         """Finish what is claimed, stop consuming, return from ``run``."""
         self.should_stop = True
+        self._stop_requested.set()
         self._settlements.wake()
 
     def run(self, _tokens: int = 1, **kwargs: Any) -> None:
         self.scheduler.start()
+        failures = 0
         try:
-            super().run(_tokens, **kwargs)
-        except _Stopped:
-            pass  # told to stop while the broker was away: nothing is claimed on any channel
+            while not self.should_stop:
+                try:
+                    # reconnects by itself after connection and channel errors
+                    super().run(_tokens, **kwargs)
+                except _Stopped:
+                    break  # told to stop while the broker was away: nothing is claimed
+                except Exception as error:
+                    # Anything else (a bug, the embedded broker's file broken) would end the
+                    # worker and its loaded model: log it, wait, and connect again; the next
+                    # connection forgets what this one's channel held.
+                    delay = FAILURE_BACKOFF_S[min(failures, len(FAILURE_BACKOFF_S) - 1)]
+                    failures += 1
+                    log.exception("broker_loop_failed", error=repr(error), retry_in_s=delay)
+                    self._stop_requested.wait(delay)
         finally:
             self.scheduler.close()
             self.scheduler.join()
@@ -112,8 +130,13 @@ class InferenceConsumer(ConsumerMixin):
                 interval_start=RECONNECT_FIRST_S,
                 interval_step=RECONNECT_STEP_S,
                 interval_max=RECONNECT_MAX_S,
+                callback=self._raise_if_stopped,  # called every second of a wait between tries
             )
             yield connection
+
+    def _raise_if_stopped(self) -> None:
+        if self.should_stop:
+            raise _Stopped
 
     def on_connection_error(self, exc: Exception, interval: float) -> None:
         if self.should_stop:
@@ -154,7 +177,8 @@ class InferenceConsumer(ConsumerMixin):
 
     def on_decode_error(self, message: Message, exc: Exception) -> None:
         # a body no consumer can read (another content type, broken JSON): redelivering it would
-        # fail forever, so it goes to the dead-letter queue for inspection
+        # fail forever, so it is rejected: to the dead-letter queue on RabbitMQ, for inspection
+        # (the embedded broker has none and drops it; either way it is logged here)
         log.error(
             "undecodable_message",
             content_type=message.content_type,

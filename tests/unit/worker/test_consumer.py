@@ -1,15 +1,17 @@
 """The broker loop on kombu's in-memory transport: deliveries reach the scheduler and come back
-settled, and a revived connection forgets what the dead channel held."""
+settled, a revived connection forgets what the dead channel held, an unexpected error costs a
+reconnect (not the worker), and a stop ends the wait for an unreachable broker."""
 
 from __future__ import annotations
 
 import threading
-import uuid
+import time
 from pathlib import Path
 
 from kombu import Connection
 
 from services.worker.consumer import InferenceConsumer
+from services.worker.pending_job import PendingJob
 from shared.config import Settings
 from shared.messaging.topology import INFERENCE_QUEUE, declare_topology, queue_depth
 from tests.unit.worker.fakes import (
@@ -24,14 +26,25 @@ from tests.unit.worker.fakes import (
 
 
 def _memory_settings(tmp_path: Path) -> Settings:
-    # a virtual host of its own: kombu's memory transport is shared by the whole process
-    return Settings(data_dir=tmp_path, broker_url=f"memory://localhost/{uuid.uuid4().hex}")
+    settings = Settings(data_dir=tmp_path, broker_url="memory://")
+    # kombu's memory transport keeps its queues per process, whatever the virtual host: start
+    # from an empty queue
+    with Connection(settings.broker_url) as connection:
+        declare_topology(connection)
+        INFERENCE_QUEUE(connection.default_channel).purge()
+    return settings
 
 
 def _publish(settings: Settings, count: int) -> None:
     with Connection(settings.broker_url) as connection:
         declare_topology(connection)
         publish_requests(connection.Producer(), count)
+
+
+def _running(consumer: InferenceConsumer) -> threading.Thread:
+    thread = threading.Thread(target=consumer.run, name="consumer")
+    thread.start()
+    return thread
 
 
 def test_every_delivery_is_handed_on_and_settled_then_the_loop_stops(tmp_path: Path) -> None:
@@ -63,3 +76,43 @@ def test_a_revived_connection_forgets_the_jobs_its_dead_channel_held(tmp_path: P
     consumer.on_connection_revived()
     assert len(consumer.scheduler.batcher) == 0
     assert all(job.message.settlements == [] for job in waiting)  # the broker redelivers them
+
+
+def test_an_unexpected_error_costs_a_reconnect_not_the_worker(tmp_path: Path) -> None:
+    settings = _memory_settings(tmp_path)
+    sender = FakeSender()
+    consumer = InferenceConsumer(settings, FakeProcessor(FakeEngine()), sender)
+    submit = consumer.scheduler.submit
+    failed = threading.Event()
+
+    def fails_once(job: PendingJob) -> bool:
+        if not failed.is_set():
+            failed.set()
+            raise KeyError("a bug in the hand-over")
+        return submit(job)
+
+    consumer.scheduler.submit = fails_once  # type: ignore[method-assign]
+    thread = _running(consumer)
+    try:
+        _publish(settings, 1)
+        assert wait_until(failed.is_set)
+        # the loop connected again and goes on (the delivery that met the bug went back with
+        # its channel on RabbitMQ; kombu's memory transport drops it)
+        _publish(settings, 1)
+        assert sender.wait_for(1)
+        assert wait_until(lambda: consumer.settled >= 1)
+        assert thread.is_alive()
+    finally:
+        consumer.stop()
+        thread.join(WAIT_S)
+    assert not thread.is_alive()
+
+
+def test_a_stop_ends_the_wait_for_an_unreachable_broker(tmp_path: Path) -> None:
+    refused = Settings(data_dir=tmp_path, broker_url="amqp://guest:guest@127.0.0.1:1//")
+    consumer = InferenceConsumer(refused, FakeProcessor(FakeEngine()), FakeSender())
+    thread = _running(consumer)
+    time.sleep(2.5)  # into the waits between connection attempts
+    consumer.stop()
+    thread.join(2.0)  # the wait is checked every second
+    assert not thread.is_alive()
