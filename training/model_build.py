@@ -95,6 +95,7 @@ def _load_source(source: ModelSource) -> tuple[Any, Any]:
             f"{source.folder} has no chat template; chatq builds prompts with it. "
             "Add `chat_template` to its tokenizer_config.json."
         )
+    check_chat_template(tokenizer, source.folder)
     _align_special_tokens(model, tokenizer)
     tokenizer.padding_side = "left"
     # generate() rejects token_type_ids, which some fast tokenizers return (FACTS.md).
@@ -104,6 +105,39 @@ def _load_source(source: ModelSource) -> tuple[Any, Any]:
     if generation_config.pad_token_id is None:
         generation_config.pad_token_id = tokenizer.pad_token_id
     return model.eval(), tokenizer
+
+
+# The message lists the worker renders: the prompt builder measures the system prompt alone and
+# the system prompt with one turn of either role (services/worker/prompt.py) besides the prompts
+# it serves. Gemma's own template renders no trace of a lone system prompt and raises on roles
+# that do not alternate: found here, not after a fine-tuning run, at its first evaluation.
+_WORKER_MESSAGE_SHAPES: tuple[tuple[str, ...], ...] = (
+    ("system",),
+    ("system", "user"),
+    ("system", "assistant"),
+    ("system", "user", "assistant", "user"),
+)
+
+
+def check_chat_template(tokenizer: Any, folder: Path) -> None:
+    """Refuse a chat template that cannot render every message list the worker renders, each
+    message's content once and in order."""
+    from jinja2 import TemplateError
+
+    from services.worker.engine.chat_prompt import ChatPromptEncoder, ChatTemplateError
+
+    encoder = ChatPromptEncoder(tokenizer)
+    for roles in _WORKER_MESSAGE_SHAPES:
+        messages = [{"role": role, "content": f"{role} text"} for role in roles]
+        try:
+            encoder.template_pieces(messages)
+        except (ChatTemplateError, TemplateError) as error:
+            raise ModelSourceError(
+                f"{folder}'s chat template cannot render the roles {list(roles)}, which the "
+                f"worker's prompt builder renders: {error}. Make the template render a lone "
+                "system prompt and any role after it (a system prompt with no user turn after "
+                "it can become a turn of its own)."
+            ) from error
 
 
 def _first_id(value: int | list[int] | None) -> int | None:
