@@ -91,16 +91,19 @@ class InferenceConsumer(ConsumerMixin):
         )
         self.settled = 0  # messages settled so far (acked, requeued or rejected)
         self._stop_requested = threading.Event()
+        self._failures = 0  # unexpected failures since the last healthy connection
+
+    @property  # the mixin's flag, read from the event a backoff waits on
+    def should_stop(self) -> bool:  # type: ignore[override]
+        return self._stop_requested.is_set()
 
     def stop(self) -> None:
         """Finish what is claimed, stop consuming, return from ``run``."""
-        self.should_stop = True
         self._stop_requested.set()
         self._settlements.wake()
 
     def run(self, _tokens: int = 1, **kwargs: Any) -> None:
         self.scheduler.start()
-        failures = 0
         try:
             while not self.should_stop:
                 try:
@@ -112,8 +115,8 @@ class InferenceConsumer(ConsumerMixin):
                     # Anything else (a bug, the embedded broker's file broken) would end the
                     # worker and its loaded model: log it, wait, and connect again; the next
                     # connection forgets what this one's channel held.
-                    delay = FAILURE_BACKOFF_S[min(failures, len(FAILURE_BACKOFF_S) - 1)]
-                    failures += 1
+                    delay = FAILURE_BACKOFF_S[min(self._failures, len(FAILURE_BACKOFF_S) - 1)]
+                    self._failures += 1
                     log.exception("broker_loop_failed", error=repr(error), retry_in_s=delay)
                     self._stop_requested.wait(delay)
         finally:
@@ -139,8 +142,7 @@ class InferenceConsumer(ConsumerMixin):
             raise _Stopped
 
     def on_connection_error(self, exc: Exception, interval: float) -> None:
-        if self.should_stop:
-            raise _Stopped from exc
+        self._raise_if_stopped()
         log.warning("broker_unreachable", error=repr(exc), retry_in_s=interval)
 
     def on_connection_revived(self) -> None:
@@ -165,6 +167,7 @@ class InferenceConsumer(ConsumerMixin):
     def on_consume_ready(
         self, connection: Connection, channel: StdChannel, consumers: list[Any], **kwargs: Any
     ) -> None:
+        self._failures = 0  # connected and consuming: the next failure backs off from the start
         log.info(
             "consuming",
             queue=INFERENCE_QUEUE.name,
