@@ -1,6 +1,8 @@
 """Engine benchmark: PyTorch vs ONNX Runtime fp32 vs the INT8 and Q4 variants (those built;
 fp16 if asked), batch 1 and batch 8, the same prompts, greedy, the same number of new tokens;
-and the prefill (time to the first token) of a batch of long prompts.
+the prefill (time to the first token) of a batch of long prompts; and ONNX Runtime's prefill of
+the shop questions as the worker sends them (the default system prompt first) without and with
+the prefix cache (``CHATQ_PREFIX_CACHE_MB``), with the tokens of both compared.
 
 Every engine runs with the same number of intra-op threads (ONNX Runtime's session option and
 ``torch.set_num_threads``), after an untimed warm-up of every batch size. Runs are interleaved:
@@ -10,7 +12,8 @@ slows both sides of a ratio alike. The table gives the median of the per-round r
 spread (lowest, quartiles, highest); the JSON keeps every timing.
 
     .venv/bin/python bench/engine.py [--model-dir DIR] [--new-tokens 32] [--rounds 9]
-        [--threads N] [--prefill-length 512] [--prefill-batch 8] [--parts decode,prefill]
+        [--threads N] [--prefill-length 512] [--prefill-batch 8]
+        [--parts decode,prefill,prefix]
 """
 
 from __future__ import annotations
@@ -68,6 +71,19 @@ def long_requests(engine: Engine, length: int, batch_size: int) -> list[Generati
                 break
         work.append(GenerationRequest(f"long-{row}", best, params))
     return work
+
+
+def system_prompt_requests(system_prompt: str, new_tokens: int) -> list[GenerationRequest]:
+    """The shop questions as the worker sends them to the model: the system prompt first."""
+    params = GenerationParams(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    return [
+        GenerationRequest(
+            f"sys-{i}",
+            [{"role": "system", "content": system_prompt}, {"role": "user", "content": prompt}],
+            params,
+        )
+        for i, prompt in enumerate(AGREEMENT_PROMPTS)
+    ]
 
 
 def run(engine: Engine, work: list[GenerationRequest], batch_size: int) -> tuple[float, list[Any]]:
@@ -165,6 +181,45 @@ def prefill_benchmark(
     return {"batch_size": batch_size, "prompt_tokens": lengths, "results": rows}
 
 
+def prefix_benchmark(
+    onnx_dir: Path, threads: int, name: str, new_tokens: int, rounds: int
+) -> dict[str, Any]:
+    """Time to the first token of each shop question alone (batch 1, one new token), the
+    prefix cache off vs on (filled by the warm-up: the steady state of a worker whose tenants'
+    system prompts are kept); then every answer in full, for the tokens of both."""
+    off = "no prefix cache"
+    engines: dict[str, Engine] = {
+        off: load_onnx_engine(onnx_dir, Device.CPU, threads, name),
+        "prefix cache": load_onnx_engine(onnx_dir, Device.CPU, threads, name, prefix_cache_mb=64),
+    }
+    system_prompt = Settings().system_prompt
+    first_token = system_prompt_requests(system_prompt, 1)
+    for engine in engines.values():
+        run(engine, first_token, 1)  # warm-up; fills the cache
+    seconds, _ = interleaved(
+        engines, rounds, partial(run, work=first_token, batch_size=1), "prefix"
+    )
+    answers = {
+        n: run(e, system_prompt_requests(system_prompt, new_tokens), 1)[1]
+        for n, e in engines.items()
+    }
+    encoded = engines[off].encoded_prompt_of(first_token[0])
+    cached = "prefix cache"
+    return {
+        "prompt_tokens": [len(engines[off].prompt_of(r)) for r in first_token],
+        "shared_prefix_tokens": encoded.shared_prefix,
+        "ms_per_prompt": {
+            n: round(statistics.median(s) * 1000 / len(first_token), 1) for n, s in seconds.items()
+        },
+        "speedup": spread([a / b for a, b in zip(seconds[off], seconds[cached], strict=True)]),
+        "identical_answers": sum(
+            a == b for a, b in zip(answers[off], answers[cached], strict=True)
+        ),
+        "answers": len(first_token),
+        "seconds": {n: [round(x, 4) for x in s] for n, s in seconds.items()},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, default=Settings().model_dir)
@@ -178,7 +233,9 @@ def main() -> int:
     )
     parser.add_argument("--prefill-length", type=int, default=512)
     parser.add_argument("--prefill-batch", type=int, default=8)
-    parser.add_argument("--parts", default="decode,prefill", help="decode, prefill or both")
+    parser.add_argument(
+        "--parts", default="decode,prefill,prefix", help="any of decode, prefill, prefix"
+    )
     parser.add_argument("--fp16", action="store_true", help="also run the fp16 variant")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "engine.json")
     args = parser.parse_args()
@@ -201,6 +258,11 @@ def main() -> int:
         else:
             print(f"(no {variant} variant: `chatq model build --quantize {variant}` adds it)")
 
+    prefix = (
+        prefix_benchmark(layout.onnx_dir, threads, manifest.name, args.new_tokens, args.rounds)
+        if "prefix" in parts
+        else None
+    )
     decode = decode_benchmark(engines, args.new_tokens, args.rounds) if "decode" in parts else []
     prefill = (
         prefill_benchmark(engines, args.prefill_length, args.prefill_batch, args.rounds)
@@ -233,6 +295,21 @@ def main() -> int:
                 f"{row['engine']:10} {row['median_ms']:>8.1f} {ratio['median']:>10.2f}x  "
                 f"[{ratio['min']:.2f}, {ratio['q1']:.2f}-{ratio['q3']:.2f}, {ratio['max']:.2f}]"
             )
+    if prefix:
+        speedup = prefix["speedup"]
+        print(
+            f"\nprefix cache: {len(prefix['prompt_tokens'])} shop questions after the default "
+            f"system prompt ({min(prefix['prompt_tokens'])}-{max(prefix['prompt_tokens'])} "
+            f"tokens, {prefix['shared_prefix_tokens']} shared), ONNX Runtime fp32, batch 1, "
+            "time to the first token"
+        )
+        for label, ms in prefix["ms_per_prompt"].items():
+            print(f"{label:16} {ms:>8.1f} ms")
+        print(
+            f"speed-up {speedup['median']:.2f}x [{speedup['min']:.2f}, {speedup['q1']:.2f}-"
+            f"{speedup['q3']:.2f}, {speedup['max']:.2f}]; identical answers "
+            f"({args.new_tokens} tokens): {prefix['identical_answers']}/{prefix['answers']}"
+        )
     write_results(
         args.out,
         "engine",
@@ -245,6 +322,7 @@ def main() -> int:
         rounds=args.rounds,
         results=decode,
         prefill=prefill,
+        prefix_cache=prefix,
     )
     return 0
 

@@ -172,14 +172,15 @@ class BatchProcessor:
             lang=detect_language(request.query),
         )
         encoder = self.prompts.count_tokens
-        ids = encoder.ids(messages) if isinstance(encoder, PromptEncoder) else None
+        encoded = encoder.encoded(messages) if isinstance(encoder, PromptEncoder) else None
         prepared.generation.append(
             GenerationRequest(
                 key,
                 messages,
                 request.params,
-                prompt_ids=tuple(ids) if ids is not None else None,
+                prompt_ids=tuple(encoded.ids) if encoded is not None else None,
                 encoded_by=encoder.encoded_by if isinstance(encoder, PromptEncoder) else None,
+                prompt_prefix=encoded.shared_prefix if encoded is not None else 0,
             )
         )
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from services.worker.engine import Engine
-from services.worker.engine.chat_prompt import ChatPromptEncoder
+from services.worker.engine.chat_prompt import ChatPromptEncoder, EncodedPrompt
 
 Messages = Sequence[dict[str, str]]
 # Fitting a prompt counts a few candidates; the one kept is among the last counted.
@@ -33,19 +33,19 @@ class PromptEncoder:
     def __init__(self, engine: Engine) -> None:
         self.encoder = ChatPromptEncoder(copy.deepcopy(engine.tokenizer))
         self.encoded_by = engine.info.model
-        self._recent: OrderedDict[tuple[tuple[str, str], ...], list[int]] = OrderedDict()
+        self._recent: OrderedDict[tuple[tuple[str, str], ...], EncodedPrompt] = OrderedDict()
 
     def __call__(self, messages: list[dict[str, str]]) -> int:
-        ids = self.encoder.encode(messages)
+        encoded = self.encoder.encode_with_prefix(messages)
         key = _key(messages)
-        self._recent[key] = ids
+        self._recent[key] = encoded
         self._recent.move_to_end(key)
         while len(self._recent) > REMEMBERED_PROMPTS:
             self._recent.popitem(last=False)
-        return len(ids)
+        return len(encoded.ids)
 
-    def ids(self, messages: Messages) -> list[int] | None:
-        """The ids of ``messages`` if they were among the last prompts counted."""
+    def encoded(self, messages: Messages) -> EncodedPrompt | None:
+        """The encoding of ``messages`` if they were among the last prompts counted."""
         return self._recent.get(_key(messages))
 
 

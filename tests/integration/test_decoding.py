@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from prometheus_client import REGISTRY
 
 from services.worker.engine import GenerationRequest
 from services.worker.engine.onnx_runtime import OnnxRuntimeEngine, load_onnx_engine
@@ -113,3 +115,99 @@ def test_unequal_lengths_leave_and_join_under_io_binding(
         results.update((r.request_id, r) for r in bound_engine.step())
     assert [results[r.request_id].completion_tokens for r in work] == [3, 11, 6, 9]
     assert [results[r.request_id].text for r in work] == [alone(engine, r) for r in work]
+
+
+# --- the prefix cache: the system prompt's KV cache kept between jobs ------------------------
+
+SYSTEM = "You are the shop's assistant. Answer briefly and politely, in the customer's language."
+
+
+def ask_with_system(request_id: str, question: str, **params: object) -> GenerationRequest:
+    settings = {"max_new_tokens": 10, "min_new_tokens": 10, **params}
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+    return GenerationRequest(request_id, messages, GenerationParams(**settings))
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "io-binding"])
+def cached_engine(tiny_model_dir: Path, request: pytest.FixtureRequest) -> OnnxRuntimeEngine:
+    """With the prefix cache; also under IO binding, as on CUDA (the kept prefix is bound as
+    the past of the prompt's own tokens)."""
+    onnx_dir = ModelLayout(tiny_model_dir).onnx_dir
+    return load_onnx_engine(
+        onnx_dir, Device.CPU, 0, "tiny", use_io_binding=request.param, prefix_cache_mb=8
+    )
+
+
+def prefix_hits() -> float:
+    return REGISTRY.get_sample_value("chatq_prefix_cache_lookups_total", {"result": "hit"}) or 0
+
+
+QUESTIONS = ("Where is my order?", "Hi", "Can I return a kettle I bought last week?")
+
+
+def test_prompts_after_a_kept_prefix_get_the_tokens_of_a_full_prefill(
+    engine: OnnxRuntimeEngine, cached_engine: OnnxRuntimeEngine
+) -> None:
+    assert not engine.prefix_cache.enabled
+    first = [ask_with_system(f"a{i}", q) for i, q in enumerate(QUESTIONS)]
+    assert [r.token_ids for r in cached_engine.generate(first)] == [
+        r.token_ids for r in engine.generate(first)
+    ]
+    assert len(cached_engine.prefix_cache) == 1  # three prompts, one system prompt (seen 3×)
+    # each one now prefills after the kept prefix, alone, sampled ones included
+    again = [ask_with_system(f"b{i}", q) for i, q in enumerate(QUESTIONS)]
+    again.append(ask_with_system("seeded", "Hi", temperature=0.9, top_p=0.9, seed=3))
+    hits = prefix_hits()
+    assert [r.token_ids for r in cached_engine.generate(again)] == [
+        r.token_ids for r in engine.generate(again)
+    ]
+    assert prefix_hits() - hits == len(again)
+    counted = [r.prompt_tokens for r in cached_engine.generate(again[:1])]
+    assert counted == [len(engine.prompt_of(again[0]))]  # the whole prompt counts as its prompt
+
+
+def test_a_prompt_after_a_kept_prefix_joins_a_running_batch(
+    engine: OnnxRuntimeEngine, cached_engine: OnnxRuntimeEngine
+) -> None:
+    cached_engine.generate([ask_with_system("warm", "Hello")])
+    running = ask_with_system("running", "Where is my order? It is late.", max_new_tokens=14)
+    late = ask_with_system("late", "Hi")
+    results = {r.request_id: r for r in cached_engine.add([running])}
+    for _ in range(4):
+        results.update((r.request_id, r) for r in cached_engine.step())
+    results.update((r.request_id, r) for r in cached_engine.add([late]))
+    while cached_engine.active:
+        results.update((r.request_id, r) for r in cached_engine.step())
+    assert results["late"].batch_size == 2
+    for request in (running, late):
+        assert results[request.request_id].token_ids == engine.generate([request])[0].token_ids
+
+
+def test_a_row_prefix_from_a_padded_batch_is_the_prefix_computed_alone(
+    cached_engine: OnnxRuntimeEngine,
+) -> None:
+    prompts = [cached_engine.encoded_prompt_of(ask_with_system("x", q)) for q in QUESTIONS]
+    assert len({p.shared_prefix for p in prompts}) == 1 and prompts[0].shared_prefix > 0
+    assert len({len(p.ids) for p in prompts}) > 1  # rows of unequal length: left padding
+    requests = [ask_with_system(str(i), q) for i, q in enumerate(QUESTIONS)]
+    padded = cached_engine._prefill([*requests], [p.ids for p in prompts])
+    length = prompts[0].shared_prefix
+    alone_batch = cached_engine._prefill([requests[0]], [prompts[0].ids[:length]])
+    for row in range(len(prompts)):
+        kept = padded.row_prefix(row, length)
+        for (key, value), (alone_key, alone_value) in zip(kept, alone_batch.past, strict=True):
+            assert key.shape == alone_key.shape
+            torch.testing.assert_close(key, alone_key, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(value, alone_value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_prefix_seen_once_is_not_kept(cached_engine: OnnxRuntimeEngine) -> None:
+    cached_engine.generate([ask_with_system("once", "Where is my order?")])
+    assert len(cached_engine.prefix_cache) == 0
+    cached_engine.generate([ask_with_system("twice", "Hi")])
+    assert len(cached_engine.prefix_cache) == 1
+
+
+def test_prompts_without_a_system_prompt_are_not_cached(cached_engine: OnnxRuntimeEngine) -> None:
+    cached_engine.generate([ask("p", "Where is my order?"), ask("q", "Hi")])
+    assert len(cached_engine.prefix_cache) == 0

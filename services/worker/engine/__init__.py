@@ -58,4 +58,11 @@ def _load_onnx(settings: Settings, layout: ModelLayout, name: str) -> Engine:
             f"CHATQ_MODEL_VARIANT={variant}, but {onnx_dir} does not exist: run "
             f"`chatq model build --quantize {variant}` or set CHATQ_MODEL_VARIANT=fp32."
         )
-    return load_onnx_engine(onnx_dir, settings.device, settings.intra_op_threads, name, variant)
+    return load_onnx_engine(
+        onnx_dir,
+        settings.device,
+        settings.intra_op_threads,
+        name,
+        variant,
+        prefix_cache_mb=settings.prefix_cache_mb,
+    )

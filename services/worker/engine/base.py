@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from services.worker.engine.chat_prompt import ChatPromptEncoder
+from services.worker.engine.chat_prompt import ChatPromptEncoder, EncodedPrompt
 from shared.messaging.schemas import EngineInfo, GenerationParams
 
 
@@ -19,6 +19,7 @@ class GenerationRequest:
     # the messages' ids, when the preparer encoded them already, and whose tokenizer did
     prompt_ids: tuple[int, ...] | None = None
     encoded_by: str | None = None
+    prompt_prefix: int = 0  # of prompt_ids: EncodedPrompt.shared_prefix
 
 
 @dataclass(frozen=True)
@@ -135,9 +136,14 @@ class Engine(ABC):
     def prompt_of(self, request: GenerationRequest) -> list[int]:
         """The request's prompt ids: as the preparer encoded them if with this model's
         tokenizer, else encoded here."""
+        return self.encoded_prompt_of(request).ids
+
+    def encoded_prompt_of(self, request: GenerationRequest) -> EncodedPrompt:
+        """``prompt_of`` with the length of the prefix prompts with the same system prompt
+        share."""
         if request.prompt_ids is not None and request.encoded_by == self.info.model:
-            return list(request.prompt_ids)
-        return self.encode_prompt(request.messages)
+            return EncodedPrompt(list(request.prompt_ids), request.prompt_prefix)
+        return ChatPromptEncoder(self.tokenizer).encode_with_prefix(request.messages)
 
     def render_prompt_text(self, messages: list[dict[str, str]]) -> str:
         """The prompt as text, for reading (the model gets ``encode_prompt``'s ids)."""

@@ -12,6 +12,7 @@ produce the template's control tokens.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 # Private-use characters: no tokenizer normaliser or template filter touches them, and they
@@ -24,6 +25,15 @@ class ChatTemplateError(ValueError):
     """The chat template does not insert every message's content once, in order."""
 
 
+@dataclass(frozen=True)
+class EncodedPrompt:
+    ids: list[int]
+    shared_prefix: int
+    """How many leading ids every prompt with the same system prompt starts with: the system
+    turn and the header of the turn after it (0 without a system prompt). The engine keeps
+    their KV cache (``prefix_cache``) instead of computing it again for every job."""
+
+
 class ChatPromptEncoder:
     """Token ids of a chat prompt that ends where the answer starts."""
 
@@ -31,6 +41,9 @@ class ChatPromptEncoder:
         self.tokenizer = tokenizer
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
+        return self.encode_with_prefix(messages).ids
+
+    def encode_with_prefix(self, messages: list[dict[str, str]]) -> EncodedPrompt:
         pieces = self.template_pieces(messages)
         # two tokenizer calls whatever the number of messages: batches are encoded in Rust
         framing = self.tokenizer(pieces, add_special_tokens=False)["input_ids"]
@@ -43,7 +56,11 @@ class ChatPromptEncoder:
         for content, piece in zip(contents, framing[1:], strict=True):
             ids += content
             ids += piece
-        return ids
+        shared = 0
+        if len(messages) > 1 and messages[0]["role"] == "system":
+            # the template's opening, the system prompt, and what leads into the next turn
+            shared = len(framing[0]) + len(contents[0]) + len(framing[1])
+        return EncodedPrompt(ids, shared)
 
     def render_text(self, messages: list[dict[str, str]]) -> str:
         """The prompt as text (for logs and inspection; the ids come from ``encode``)."""

@@ -162,6 +162,43 @@ class DecodeBatch:
         batch._choose(logits, finisher)
         return batch
 
+    @classmethod
+    def prefill_after_prefix(
+        cls,
+        model: StepModel,
+        finisher: Finisher,
+        request: GenerationRequest,
+        prompt: list[int],
+        prefix_past: PastKeyValues,
+        stats: PaddingStats,
+    ) -> DecodeBatch:
+        """A batch of one whose prompt starts with a prefix already in the cache
+        (``prefix_past``, batch 1): only the rest of the prompt runs, after it. No padding: the
+        prefix's tokens and the prompt's own are one row."""
+        prefix_length = prefix_past[0][0].shape[2]
+        attention_mask = torch.ones((1, len(prompt)), dtype=torch.long)
+        position_ids = torch.arange(prefix_length, len(prompt), dtype=torch.long).unsqueeze(0)
+        input_ids = torch.tensor([prompt[prefix_length:]], dtype=torch.long)
+        stats.add(attention_mask)
+        started = time.perf_counter()
+        logits, past = model.forward(input_ids, attention_mask, position_ids, prefix_past)
+        sequence = ActiveSequence(request, len(prompt), make_generator(request.params), started)
+        batch = cls([sequence], past, attention_mask, torch.zeros((1, 1), dtype=torch.long))
+        batch._choose(logits, finisher)
+        return batch
+
+    def row_prefix(self, row: int, length: int) -> PastKeyValues:
+        """The KV cache of the first ``length`` tokens of row ``row`` (after its left padding),
+        copied out as a batch of one: for ``PrefixCache``, before any step or filter."""
+        start = int(self.attention_mask[row].nonzero()[0])
+        return tuple(
+            (
+                key[row : row + 1, :, start : start + length].clone(),
+                value[row : row + 1, :, start : start + length].clone(),
+            )
+            for key, value in self.past
+        )
+
     def step(self, model: StepModel, finisher: Finisher, stats: PaddingStats) -> None:
         attention_mask = torch.cat(
             [self.attention_mask, torch.ones((len(self), 1), dtype=torch.long)], dim=1

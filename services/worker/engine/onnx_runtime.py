@@ -1,6 +1,7 @@
 """The production engine: the exported ONNX model on ONNX Runtime (CUDA or CPU), decoded by
 chatq's own batched loop (``decoding.DecodeBatch``): per-request parameters inside one batch,
-finished sequences leave at once, new ones join between steps."""
+finished sequences leave at once, new ones join between steps, and the KV cache of the prompt
+prefix jobs share (the system prompt) is kept between them (``prefix_cache``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from services.worker.engine.base import (
     GenerationResult,
     stop_token_ids,
 )
+from services.worker.engine.chat_prompt import EncodedPrompt
 from services.worker.engine.decoding import DecodeBatch, Finisher, PaddingStats, PastKeyValues
+from services.worker.engine.prefix_cache import PrefixCache
 from shared.config import Device
 from shared.logs import get_logger
 from shared.messaging.schemas import EngineInfo
@@ -73,7 +76,13 @@ class OptimumStepModel:
 
 
 class OnnxRuntimeEngine(Engine):
-    def __init__(self, step_model: OptimumStepModel, tokenizer: Any, info: EngineInfo) -> None:
+    def __init__(
+        self,
+        step_model: OptimumStepModel,
+        tokenizer: Any,
+        info: EngineInfo,
+        prefix_cache: PrefixCache | None = None,
+    ) -> None:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.step_model = step_model
@@ -81,6 +90,7 @@ class OnnxRuntimeEngine(Engine):
         self.info = info
         self.finisher = Finisher(tokenizer, stop_token_ids(step_model.model, tokenizer))
         self.padding = PaddingStats()
+        self.prefix_cache = prefix_cache if prefix_cache is not None else PrefixCache(0)
         self._batch: DecodeBatch | None = None
 
     @property
@@ -92,16 +102,70 @@ class OnnxRuntimeEngine(Engine):
         return self.padding.ratio
 
     def add(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Prefill ``requests`` and join them to the running batch. A request whose prompt
+        starts with a prefix in the cache prefills only the rest, alone; the others prefill
+        together, and their prefixes go into the cache for the next ones."""
         if not requests:
             return []
-        prompts = [self.prompt_of(request) for request in requests]
-        failed, prefilled = self._prefill_isolated(list(requests), prompts)
-        results, joining = self._collect(prefilled)
-        if joining is not None:
-            self._batch = (
-                joining if self._batch is None else DecodeBatch.concatenate(self._batch, joining)
+        joining: list[DecodeBatch] = []
+        uncached: list[tuple[GenerationRequest, EncodedPrompt]] = []
+        for request in requests:
+            encoded = self.encoded_prompt_of(request)
+            batch = self._prefill_from_cache(request, encoded)
+            if batch is not None:
+                joining.append(batch)
+            else:
+                uncached.append((request, encoded))
+        failed: list[GenerationResult] = []
+        if uncached:
+            failed, prefilled = self._prefill_isolated(
+                [request for request, _ in uncached], [encoded.ids for _, encoded in uncached]
             )
+            self._keep_prefixes(prefilled, dict((r.request_id, e) for r, e in uncached))
+            joining.append(prefilled)
+        results: list[GenerationResult] = []
+        for batch in joining:
+            finished, staying = self._collect(batch)
+            results += finished
+            if staying is not None:
+                self._batch = (
+                    staying
+                    if self._batch is None
+                    else DecodeBatch.concatenate(self._batch, staying)
+                )
         return failed + results
+
+    def _prefill_from_cache(
+        self, request: GenerationRequest, encoded: EncodedPrompt
+    ) -> DecodeBatch | None:
+        """The request prefilled after its prefix's kept KV cache; None when the cache does not
+        hold it (or that prefill failed: the request then prefills in full with the others)."""
+        if not self.prefix_cache.enabled:
+            return None
+        length = self.prefix_cache.usable_prefix(encoded.ids, encoded.shared_prefix)
+        past = self.prefix_cache.get(encoded.ids[:length]) if length else None
+        if past is None:
+            return None
+        try:
+            with torch.inference_mode():
+                return DecodeBatch.prefill_after_prefix(
+                    self.step_model, self.finisher, request, encoded.ids, past, self.padding
+                )
+        except Exception as error:
+            log.warning("prefix_prefill_failed", request_id=request.request_id, error=repr(error))
+            return None
+
+    def _keep_prefixes(self, batch: DecodeBatch, prompts: dict[str, EncodedPrompt]) -> None:
+        """Put the shared prefixes of a batch just prefilled into the cache from their second
+        sighting on (each row's first tokens' KV cache, as computed within its whole prompt)."""
+        if not self.prefix_cache.enabled:
+            return
+        for row, sequence in enumerate(batch.sequences):
+            encoded = prompts[sequence.request.request_id]
+            length = self.prefix_cache.usable_prefix(encoded.ids, encoded.shared_prefix)
+            prefix = encoded.ids[:length]
+            if length and prefix not in self.prefix_cache and self.prefix_cache.seen_before(prefix):
+                self.prefix_cache.put(prefix, batch.row_prefix(row, length))
 
     def step(self) -> list[GenerationResult]:
         if self._batch is None:
@@ -187,9 +251,11 @@ def load_onnx_engine(
     model_name: str,
     variant: str = "fp32",
     use_io_binding: bool | None = None,
+    prefix_cache_mb: int = 0,
 ) -> OnnxRuntimeEngine:
     """``use_io_binding``: None binds on CUDA only (where it keeps inputs, outputs and the KV
-    cache on the GPU between decode steps); tests set it to run that path on the CPU."""
+    cache on the GPU between decode steps); tests set it to run that path on the CPU.
+    ``prefix_cache_mb``: the budget of the shared prompt prefixes' KV cache (0: none)."""
     wanted = PROVIDERS[device]
     model = ORTModelForCausalLM.from_pretrained(
         onnx_dir,
@@ -218,4 +284,5 @@ def load_onnx_engine(
         )
     tokenizer = AutoTokenizer.from_pretrained(onnx_dir, local_files_only=True)
     info = EngineInfo(name="onnxruntime", providers=providers, model=model_name, variant=variant)
-    return OnnxRuntimeEngine(OptimumStepModel(model), tokenizer, info)
+    prefix_cache = PrefixCache(prefix_cache_mb * 1024 * 1024)
+    return OnnxRuntimeEngine(OptimumStepModel(model), tokenizer, info, prefix_cache)

@@ -53,8 +53,15 @@ def test_the_prompt_kept_goes_to_the_engine_encoded_and_only_its_own_model_reuse
     builder = PromptBuilder("Be brief.", 256, encoder)
     history = [ChatTurn(role="user", content="Hi"), ChatTurn(role="assistant", content="Hello!")]
     messages = builder.build(history, "Where is my order?")
-    ids = encoder.ids(messages)
-    assert ids == engine.encode_prompt(messages)
+    encoded = encoder.encoded(messages)
+    assert encoded is not None and encoded.ids == engine.encode_prompt(messages)
+    # the system turn and the header of the next one: what every prompt of this system prompt
+    # starts with (the question and the history come after it)
+    prefix = encoded.ids[: encoded.shared_prefix]
+    assert 0 < encoded.shared_prefix < len(encoded.ids)
+    assert engine.encode_prompt(builder.build([], "Another question"))[: len(prefix)] == prefix
+    other_system = PromptBuilder("Be verbose.", 256, encoder).build(history, "Where is my order?")
+    assert engine.encode_prompt(other_system)[: len(prefix)] != prefix
     request = GenerationRequest(
         "r",
         messages,
