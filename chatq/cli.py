@@ -117,7 +117,13 @@ def cmd_model_build(args: argparse.Namespace) -> int:
         else ModelSource.default(_cache_dir(settings.model_dir))
     )
     quantizations = [Quantization(q) for q in args.quantize or ()]
-    manifest = build_model(source, out, force=args.force, quantizations=quantizations)
+    manifest = build_model(
+        source,
+        out,
+        force=args.force,
+        quantizations=quantizations,
+        attention_fusion=not args.no_attention_fusion,
+    )
     parity = manifest.parity
     print(
         f"model {manifest.name} ({manifest.parameters / 1e6:.1f}M parameters) ready in {out}\n"
@@ -311,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--from", dest="source", help="a Hugging Face causal LM folder")
     build.add_argument("--out", help="target folder (default CHATQ_MODEL_DIR)")
     build.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    build.add_argument(
+        "--no-attention-fusion",
+        action="store_true",
+        help="keep attention unfused (for an ONNX Runtime whose GroupQueryAttention cannot run "
+        "the fused graph, e.g. some CUDA builds; rebuild with --force)",
+    )
     build.add_argument(
         "--verbose", action="store_true", help="also show the libraries' own log lines"
     )

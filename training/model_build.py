@@ -195,8 +195,11 @@ def build_model(
     force: bool = False,
     quantizations: Sequence[Quantization] = (),
     progress: bool = True,
+    attention_fusion: bool = True,
 ) -> ModelManifest:
-    """Build ``source`` into ``model_dir`` (see the module docstring)."""
+    """Build ``source`` into ``model_dir`` (see the module docstring). ``attention_fusion``:
+    whether each layer's attention becomes one GroupQueryAttention kernel (``False`` for an
+    ONNX Runtime that cannot run it, see ``training/attention_fusion.py``)."""
     layout = ModelLayout(model_dir)
     manifest = layout.read_manifest()
     up_to_date = (
@@ -210,7 +213,7 @@ def build_model(
         log.info("model_up_to_date", model_dir=str(model_dir), name=manifest.name)
         manifest = _upgrade_prefill_logits(layout, manifest)
     else:
-        manifest = _build_base(source, layout, progress)
+        manifest = _build_base(source, layout, progress, attention_fusion)
     assert manifest is not None
     for quantization in quantizations:
         if quantization.value not in manifest.variants or force:
@@ -218,7 +221,9 @@ def build_model(
     return manifest
 
 
-def _build_base(source: ModelSource, layout: ModelLayout, progress: bool) -> ModelManifest:
+def _build_base(
+    source: ModelSource, layout: ModelLayout, progress: bool, attention_fusion: bool = True
+) -> ModelManifest:
     from optimum.exporters.onnx import main_export
 
     staging = ModelLayout(layout.root.with_name(layout.root.name + ".building"))
@@ -253,7 +258,7 @@ def _build_base(source: ModelSource, layout: ModelLayout, progress: bool) -> Mod
 
         steps.set_postfix_str("fusing the graph")
         reference = _tokens(model, tokenizer)
-        fuse_graph(exported, staging.onnx_dir, model.config)
+        fuse_graph(exported, staging.onnx_dir, model.config, attention=attention_fusion)
         _keep_last_position_logits(staging.onnx_dir)
         parity = agreement(reference, _tokens(_load_onnx(staging.onnx_dir), tokenizer))
         fused = parity.identical

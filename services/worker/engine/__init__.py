@@ -65,4 +65,5 @@ def _load_onnx(settings: Settings, layout: ModelLayout, name: str) -> Engine:
         name,
         variant,
         prefix_cache_mb=settings.prefix_cache_mb,
+        spinning=settings.ort_thread_spinning,
     )

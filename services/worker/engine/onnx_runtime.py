@@ -37,11 +37,19 @@ class ProviderUnavailableError(RuntimeError):
     pass
 
 
-def session_options(intra_op_threads: int) -> onnxruntime.SessionOptions:
+class ModelRunError(RuntimeError):
+    """The runtime loaded the graph but cannot run it on this device."""
+
+
+def session_options(intra_op_threads: int, spinning: bool = False) -> onnxruntime.SessionOptions:
+    """``spinning``: whether ONNX Runtime's idle intra-op threads spin waiting for work. Off by
+    default: between two steps the engine samples with torch on the same cores, and spinning
+    threads slow that down more than they save on waking (bench/engine.py, 2 cores)."""
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     if intra_op_threads:
         options.intra_op_num_threads = intra_op_threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return options
 
 
@@ -252,6 +260,7 @@ def load_onnx_engine(
     variant: str = "fp32",
     use_io_binding: bool | None = None,
     prefix_cache_mb: int = 0,
+    spinning: bool = False,
 ) -> OnnxRuntimeEngine:
     """``use_io_binding``: None binds on CUDA only (where it keeps inputs, outputs and the KV
     cache on the GPU between decode steps); tests set it to run that path on the CPU.
@@ -260,7 +269,7 @@ def load_onnx_engine(
     model = ORTModelForCausalLM.from_pretrained(
         onnx_dir,
         provider=wanted,
-        session_options=session_options(intra_op_threads),
+        session_options=session_options(intra_op_threads, spinning),
         use_cache=True,
         use_io_binding=device is Device.CUDA if use_io_binding is None else use_io_binding,
         local_files_only=True,
@@ -285,4 +294,37 @@ def load_onnx_engine(
     tokenizer = AutoTokenizer.from_pretrained(onnx_dir, local_files_only=True)
     info = EngineInfo(name="onnxruntime", providers=providers, model=model_name, variant=variant)
     prefix_cache = PrefixCache(prefix_cache_mb * 1024 * 1024)
-    return OnnxRuntimeEngine(OptimumStepModel(model), tokenizer, info, prefix_cache)
+    step_model = OptimumStepModel(model)
+    check_runs(step_model, onnx_dir, providers)
+    return OnnxRuntimeEngine(step_model, tokenizer, info, prefix_cache)
+
+
+def check_runs(step_model: OptimumStepModel, onnx_dir: Path, providers: list[str]) -> None:
+    """One token through the model at load (it also warms the session up): a graph this
+    runtime cannot run on this device stops the worker's start, not every job it takes.
+    ``chatq model build`` fuses attention into GroupQueryAttention, which some ONNX Runtime
+    builds (CUDA ones in particular) may not run with the attention bias the fused graph uses;
+    the error says how to build without it."""
+    one = torch.ones((1, 1), dtype=torch.long)
+    try:
+        with torch.inference_mode():
+            step_model.forward(one, one, torch.zeros((1, 1), dtype=torch.long), None)
+    except Exception as error:
+        fused = _has_fused_attention(onnx_dir)
+        raise ModelRunError(
+            f"ONNX Runtime ({onnxruntime.__version__}, {providers[0]}) cannot run {onnx_dir}: "
+            f"{error}"
+            + (
+                "; its attention is fused (GroupQueryAttention): rebuild the model with "
+                "`chatq model build --force --no-attention-fusion` (same --from and --out)"
+                if fused
+                else ""
+            )
+        ) from error
+
+
+def _has_fused_attention(onnx_dir: Path) -> bool:
+    import onnx
+
+    graph = onnx.load(str(onnx_dir / "model.onnx"), load_external_data=False).graph
+    return any(node.op_type == "GroupQueryAttention" for node in graph.node)
