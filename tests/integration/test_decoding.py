@@ -211,3 +211,26 @@ def test_a_prefix_seen_once_is_not_kept(cached_engine: OnnxRuntimeEngine) -> Non
 def test_prompts_without_a_system_prompt_are_not_cached(cached_engine: OnnxRuntimeEngine) -> None:
     cached_engine.generate([ask("p", "Where is my order?"), ask("q", "Hi")])
     assert len(cached_engine.prefix_cache) == 0
+
+
+def test_a_runtime_that_cannot_continue_after_a_prefix_turns_the_cache_off(
+    tiny_model_dir: Path, engine: OnnxRuntimeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cached = load_onnx_engine(
+        ModelLayout(tiny_model_dir).onnx_dir, Device.CPU, 0, "tiny", prefix_cache_mb=8
+    )
+    cached.generate([ask_with_system("a", "Hi"), ask_with_system("b", "Hello")])
+    assert len(cached.prefix_cache) == 1
+    forward = cached.step_model.forward
+
+    def refusing_continuations(
+        input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, past: object
+    ) -> object:
+        if past is not None and input_ids.shape[1] > 1:  # as GQA refuses some shapes
+            raise RuntimeError("sequence_length > 1 after a past is not supported here")
+        return forward(input_ids, mask, positions, past)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cached.step_model, "forward", refusing_continuations)
+    request = ask_with_system("c", "Where is my order?")
+    assert cached.generate([request])[0].token_ids == engine.generate([request])[0].token_ids
+    assert not cached.prefix_cache.enabled  # not one failed forward per later job

@@ -129,18 +129,24 @@ class OnnxRuntimeEngine(Engine):
             failed, prefilled = self._prefill_isolated(
                 [request for request, _ in uncached], [encoded.ids for _, encoded in uncached]
             )
-            self._keep_prefixes(prefilled, dict((r.request_id, e) for r, e in uncached))
+            self._keep_prefixes(prefilled, {r.request_id: e for r, e in uncached})
             joining.append(prefilled)
         results: list[GenerationResult] = []
+        newcomers: DecodeBatch | None = None
         for batch in joining:
             finished, staying = self._collect(batch)
             results += finished
             if staying is not None:
-                self._batch = (
-                    staying
-                    if self._batch is None
-                    else DecodeBatch.concatenate(self._batch, staying)
+                newcomers = (
+                    staying if newcomers is None else DecodeBatch.concatenate(newcomers, staying)
                 )
+        if newcomers is not None:
+            # the newcomers joined first, then the running batch's cache copied once
+            self._batch = (
+                newcomers
+                if self._batch is None
+                else DecodeBatch.concatenate(self._batch, newcomers)
+            )
         return failed + results
 
     def _prefill_from_cache(
@@ -160,7 +166,10 @@ class OnnxRuntimeEngine(Engine):
                     self.step_model, self.finisher, request, encoded.ids, past, self.padding
                 )
         except Exception as error:
-            log.warning("prefix_prefill_failed", request_id=request.request_id, error=repr(error))
+            # a runtime that cannot continue a prompt after a cache would fail every hit: the
+            # cache goes off for this engine, and the prompts prefill in full as before
+            log.warning("prefix_cache_disabled", request_id=request.request_id, error=repr(error))
+            self.prefix_cache = PrefixCache(0)
             return None
 
     def _keep_prefixes(self, batch: DecodeBatch, prompts: dict[str, EncodedPrompt]) -> None:
@@ -173,7 +182,10 @@ class OnnxRuntimeEngine(Engine):
             length = self.prefix_cache.usable_prefix(encoded.ids, encoded.shared_prefix)
             prefix = encoded.ids[:length]
             if length and prefix not in self.prefix_cache and self.prefix_cache.seen_before(prefix):
-                self.prefix_cache.put(prefix, batch.row_prefix(row, length))
+                try:
+                    self.prefix_cache.put(prefix, batch.row_prefix(row, length))
+                except Exception as error:  # a copy that does not fit: the jobs go on without
+                    log.warning("prefix_not_kept", error=repr(error))
 
     def step(self) -> list[GenerationResult]:
         if self._batch is None:
@@ -294,6 +306,13 @@ def load_onnx_engine(
     tokenizer = AutoTokenizer.from_pretrained(onnx_dir, local_files_only=True)
     info = EngineInfo(name="onnxruntime", providers=providers, model=model_name, variant=variant)
     prefix_cache = PrefixCache(prefix_cache_mb * 1024 * 1024)
+    if device is Device.CUDA and _has_fused_attention(onnx_dir):
+        raise ModelRunError(
+            f"{onnx_dir} has its attention fused into GroupQueryAttention, which ONNX Runtime's "
+            "CUDA kernel does not run with the attention bias this graph uses (and runs only in "
+            "fp16). Build the model for GPU workers without it: `chatq model build --force "
+            "--no-attention-fusion` (same --from; --out a folder for them, their CHATQ_MODEL_DIR)"
+        )
     step_model = OptimumStepModel(model)
     check_runs(step_model, onnx_dir, providers)
     return OnnxRuntimeEngine(step_model, tokenizer, info, prefix_cache)
@@ -310,21 +329,25 @@ def check_runs(step_model: OptimumStepModel, onnx_dir: Path, providers: list[str
         with torch.inference_mode():
             step_model.forward(one, one, torch.zeros((1, 1), dtype=torch.long), None)
     except Exception as error:
-        fused = _has_fused_attention(onnx_dir)
+        # the fix first: a model switch logs only the start of the message
+        hint = (
+            "its attention is fused (GroupQueryAttention): rebuild it with `chatq model build "
+            "--force --no-attention-fusion` (same --from and --out); "
+            if _has_fused_attention(onnx_dir)
+            else ""
+        )
         raise ModelRunError(
-            f"ONNX Runtime ({onnxruntime.__version__}, {providers[0]}) cannot run {onnx_dir}: "
-            f"{error}"
-            + (
-                "; its attention is fused (GroupQueryAttention): rebuild the model with "
-                "`chatq model build --force --no-attention-fusion` (same --from and --out)"
-                if fused
-                else ""
-            )
+            f"ONNX Runtime {onnxruntime.__version__} ({providers[0]}) cannot run {onnx_dir}: "
+            f"{hint}{error}"
         ) from error
 
 
 def _has_fused_attention(onnx_dir: Path) -> bool:
-    import onnx
+    """Whether the graph holds GroupQueryAttention nodes (False if it cannot be read)."""
+    import onnx  # the graph's proto only here: loading a model for serving never needs it
 
-    graph = onnx.load(str(onnx_dir / "model.onnx"), load_external_data=False).graph
+    try:
+        graph = onnx.load(str(onnx_dir / "model.onnx"), load_external_data=False).graph
+    except Exception:
+        return False
     return any(node.op_type == "GroupQueryAttention" for node in graph.node)

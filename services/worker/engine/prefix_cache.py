@@ -1,19 +1,19 @@
 """The KV cache of prompt prefixes that many jobs share, kept between jobs.
 
 Every prompt of a tenant starts with the same tokens: the chat template's opening, the system
-prompt and the header of the customer's turn (``EncodedPrompt.shared_prefix``, 44 of the 60
-tokens of a typical shop question on the default model). Prefilling them again for every job is
-most of a prefill: with their KV cache kept, a job prefills only its own tokens (about 2.5×
-less prefill time on the default model, bench/engine.py). This is automatic prefix caching as
-vLLM and SGLang do it, at the one boundary chatq knows is shared.
+prompt and the header of the customer's turn (``EncodedPrompt.shared_prefix``, 47 of the ~60
+tokens of a shop question on the default model). Prefilling them again for every job is most
+of a prefill: with their KV cache kept, a job prefills only its own tokens (time to the first
+token 2.3× shorter on the default model, ``bench/engine.py --parts prefix``). This is automatic
+prefix caching as vLLM and SGLang do it, at the one boundary chatq knows is shared.
 
 Entries are keyed by the prefix's token ids (so two tenants with the same system prompt share
 one, and a prompt never gets another's cache), least recently used first out once the entries
 together exceed the byte budget (``CHATQ_PREFIX_CACHE_MB``). A prefix is kept only from its
 second sighting on: a system prompt that carries a question's own knowledge passages
 (``CHATQ_KNOWLEDGE_ANSWER=generate``) is seen once, and would otherwise push the prefixes that
-do repeat out of the budget. Tensors are kept as the runtime returned them (on the GPU under IO
-binding); an entry is never modified, only read.
+do repeat out of the budget. An entry is a copy, on the device the runtime left the cache on
+(the GPU under IO binding), never modified, only read.
 """
 
 from __future__ import annotations
