@@ -187,10 +187,10 @@ def prefix_benchmark(
     """Time to the first token of each shop question alone (batch 1, one new token), the
     prefix cache off vs on (filled by the warm-up: the steady state of a worker whose tenants'
     system prompts are kept); then every answer in full, for the tokens of both."""
-    off = "no prefix cache"
+    off, cached = "no prefix cache", "prefix cache"
     engines: dict[str, Engine] = {
         off: load_onnx_engine(onnx_dir, Device.CPU, threads, name),
-        "prefix cache": load_onnx_engine(onnx_dir, Device.CPU, threads, name, prefix_cache_mb=64),
+        cached: load_onnx_engine(onnx_dir, Device.CPU, threads, name, prefix_cache_mb=64),
     }
     system_prompt = Settings().system_prompt
     first_token = system_prompt_requests(system_prompt, 1)
@@ -204,7 +204,6 @@ def prefix_benchmark(
         for n, e in engines.items()
     }
     encoded = engines[off].encoded_prompt_of(first_token[0])
-    cached = "prefix cache"
     return {
         "prompt_tokens": [len(engines[off].prompt_of(r)) for r in first_token],
         "shared_prefix_tokens": encoded.shared_prefix,

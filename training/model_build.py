@@ -222,7 +222,7 @@ def build_model(
 
 
 def _build_base(
-    source: ModelSource, layout: ModelLayout, progress: bool, attention_fusion: bool = True
+    source: ModelSource, layout: ModelLayout, progress: bool, attention_fusion: bool
 ) -> ModelManifest:
     from optimum.exporters.onnx import main_export
 

@@ -87,13 +87,13 @@ def fuse_graph(source: Path, target: Path, config: Any, *, attention: bool = Tru
         )
     fused = optimized.get_fused_operator_statistics()
     model = optimized.model
-    try:
-        if attention:
+    if attention:
+        try:
             model = fuse_attention(model, config)
             fused["GroupQueryAttention"] = config.num_hidden_layers
-    except AttentionPatternError as error:
-        # correct as it is, only slower: ~1/3 of a CPU decode step is unfused attention
-        log.warning("attention_not_fused", reason=str(error))
+        except AttentionPatternError as error:
+            # correct as it is, only slower: ~1/3 of a CPU decode step is unfused attention
+            log.warning("attention_not_fused", reason=str(error))
     log.info("graph_fused", **{k: v for k, v in fused.items() if v})
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         # the fused kernels live in ONNX Runtime's contrib domain; tools need it declared

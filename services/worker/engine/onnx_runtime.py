@@ -131,17 +131,9 @@ class OnnxRuntimeEngine(Engine):
             )
             self._keep_prefixes(prefilled, {r.request_id: e for r, e in uncached})
             joining.append(prefilled)
-        results: list[GenerationResult] = []
-        newcomers: DecodeBatch | None = None
-        for batch in joining:
-            finished, staying = self._collect(batch)
-            results += finished
-            if staying is not None:
-                newcomers = (
-                    staying if newcomers is None else DecodeBatch.concatenate(newcomers, staying)
-                )
+        # the newcomers joined first, so that the running batch's cache is copied once
+        results, newcomers = self._collect(_concatenated(joining))
         if newcomers is not None:
-            # the newcomers joined first, then the running batch's cache copied once
             self._batch = (
                 newcomers
                 if self._batch is None
@@ -244,10 +236,7 @@ class OnnxRuntimeEngine(Engine):
                     )
             if not batches:
                 raise group_error
-            joined = batches[0]
-            for batch in batches[1:]:
-                joined = DecodeBatch.concatenate(joined, batch)
-            return failed, joined
+            return failed, _concatenated(batches)
 
     def _collect(self, batch: DecodeBatch) -> tuple[list[GenerationResult], DecodeBatch | None]:
         results = [self.finisher.result(sequence) for sequence in batch.finished()]
@@ -255,6 +244,13 @@ class OnnxRuntimeEngine(Engine):
             return [], batch
         keep = [i for i, s in enumerate(batch.sequences) if s.finish_reason is None]
         return results, batch.filter(keep)
+
+
+def _concatenated(batches: Sequence[DecodeBatch]) -> DecodeBatch:
+    joined = batches[0]
+    for batch in batches[1:]:
+        joined = DecodeBatch.concatenate(joined, batch)
+    return joined
 
 
 def computes_last_position_only(model: ORTModelForCausalLM) -> bool:

@@ -104,8 +104,3 @@ class PrefixCache:
             self._bytes -= past_bytes(evicted)
         self._entries[key] = past
         self._bytes += size
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._sighted.clear()
-        self._bytes = 0
