@@ -12,21 +12,32 @@ as processes, driven over HTTP by concurrent clients.
 
 Each configuration gets a fresh Postgres database and RabbitMQ virtual host.
 
+The submit rate's clients are cheap on purpose: keep-alive connections driven by asyncio in a
+process of their own, each sending one request encoded once, measured after a short warm-up
+(``SUBMIT_WARM_UP_S``). On this 2-core machine the clients share the CPUs with the API, Postgres
+and RabbitMQ: httpx clients on threads in this process spent 1.5 ms of CPU per request (its
+client machinery, and the GIL they share with this process), up to half of what the API spends
+on one, so the figure measured the client as much as the API; these spend 0.15 ms. Parts 1 and
+2 wait on the model and keep httpx.
+
     .venv/bin/python bench/pipeline.py [--model-dir DIR] [--clients 16] [--jobs 48]
+        [--parts batching,overhead,submit]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import multiprocessing
 import os
 import statistics
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from results_file import write_results
@@ -51,6 +62,11 @@ from training.variants import AGREEMENT_PROMPTS
 ROOT = Path(__file__).resolve().parent.parent
 
 NEW_TOKENS_CYCLE = (8, 16, 32, 64)
+PARTS = ("batching", "overhead", "submit")
+SUBMIT_BODY = b'{"query": "Where is my order?"}'
+# The submit rate is measured after this much of the same load: each API process opens its
+# broker connections and prepares its statements on first use, a cost paid once per process.
+SUBMIT_WARM_UP_S = 2.0
 
 
 @dataclass
@@ -186,31 +202,126 @@ def overhead_run(model_dir: Path, jobs: int) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class SubmitLoad:
+    """What the load generator saw: answers by status, how long the load lasted, and the CPU
+    time the load generator itself spent meanwhile."""
+
+    statuses: dict[int, int]
+    wall_s: float
+    cpu_s: float
+
+    @property
+    def accepted(self) -> int:
+        return self.statuses.get(202, 0)
+
+
+def submit_request(base_url: str, authorization: str) -> bytes:
+    """One ``POST /v1/jobs`` as bytes on the wire, sent again and again on one connection."""
+    host = urlsplit(base_url).netloc
+    head = (
+        f"POST /v1/jobs HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(SUBMIT_BODY)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + SUBMIT_BODY
+
+
+def response_status_and_length(head: bytes) -> tuple[int, int]:
+    """The status and ``Content-Length`` of a response head (the API never sends chunked
+    bodies to a POST, so a head without a length is an error)."""
+    status = int(head[9:12])
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return status, int(value)
+    raise RuntimeError(f"a response without Content-Length: {head[:200]!r}")
+
+
+async def _submit_until(base_url: str, request: bytes, give_up_at: float) -> dict[int, int]:
+    """One client: the same request on one keep-alive connection (a new one if the API closes
+    it) until ``give_up_at`` (``time.monotonic``)."""
+    parts = urlsplit(base_url)
+    statuses: dict[int, int] = {}
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        while time.monotonic() < give_up_at:
+            writer.write(request)
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:  # closed between two requests: connect again
+                writer.close()
+                reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+                continue
+            status, length = response_status_and_length(head)
+            await reader.readexactly(length)
+            statuses[status] = statuses.get(status, 0) + 1
+            if b"\r\nconnection: close" in head.lower():
+                writer.close()
+                reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    finally:
+        writer.close()
+    return statuses
+
+
+async def _submit_load(base_url: str, request: bytes, seconds: float, clients: int) -> SubmitLoad:
+    started, cpu_at_start = time.monotonic(), time.process_time()
+    per_client = await asyncio.gather(
+        *(_submit_until(base_url, request, started + seconds) for _ in range(clients))
+    )
+    wall, cpu = time.monotonic() - started, time.process_time() - cpu_at_start
+    statuses: dict[int, int] = {}
+    for counts in per_client:
+        for status, n in counts.items():
+            statuses[status] = statuses.get(status, 0) + n
+    return SubmitLoad(statuses, wall, cpu)
+
+
+def _load_process(
+    base_url: str, request: bytes, seconds: float, clients: int, results: Any
+) -> None:
+    async def warm_up_then_measure() -> tuple[SubmitLoad, SubmitLoad]:
+        warm_up = await _submit_load(base_url, request, SUBMIT_WARM_UP_S, clients)
+        return warm_up, await _submit_load(base_url, request, seconds, clients)
+
+    results.send(asyncio.run(warm_up_then_measure()))
+
+
+def generate_submit_load(
+    base_url: str, authorization: str, seconds: float, clients: int
+) -> tuple[SubmitLoad, SubmitLoad]:
+    """``clients`` connections submitting for ``SUBMIT_WARM_UP_S``, then for ``seconds``, from
+    a process of their own (see the module's docstring for why): the two loads."""
+    context = multiprocessing.get_context("spawn")
+    receiving, sending = context.Pipe(duplex=False)
+    request = submit_request(base_url, authorization)
+    process = context.Process(
+        target=_load_process, args=(base_url, request, seconds, clients, sending), daemon=True
+    )
+    process.start()
+    sending.close()
+    try:
+        if not receiving.poll(SUBMIT_WARM_UP_S + seconds + 120):
+            raise RuntimeError("the load generator gave no result")
+        loads: tuple[SubmitLoad, SubmitLoad] = receiving.recv()
+    except EOFError:
+        raise RuntimeError(f"the load generator failed (exit {process.exitcode})") from None
+    finally:
+        process.join(timeout=10)
+    return loads
+
+
 def submit_rate_run(model_dir: Path, seconds: float, clients: int) -> dict:
     running = RunningStack(
         model_dir,
         inference_workers="0",
         postprocess_workers="0",
         api_processes="2",
-        api_threads="8",
+        api_threads="8",  # with CHATQ_API_WORKER=gthread; the default gevent worker has none
     )
-    accepted = 0
-    lock = threading.Lock()
-    give_up_at = time.perf_counter() + seconds
-
-    def client_loop(_n: int) -> None:
-        nonlocal accepted
-        with httpx.Client(base_url=running.stack.base_url, headers=running.client.headers) as c:
-            while time.perf_counter() < give_up_at:
-                if c.post("/v1/jobs", json={"query": "Where is my order?"}).status_code == 202:
-                    with lock:
-                        accepted += 1
-
     try:
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=clients) as pool:
-            list(pool.map(client_loop, range(clients)))
-        wall = time.perf_counter() - started
+        warm_up, load = generate_submit_load(
+            running.stack.base_url, running.client.headers["Authorization"], seconds, clients
+        )
         with broker_connection(running.settings) as connection:
             published = queue_depth(connection, INFERENCE_QUEUE)
         with session_scope(running.settings.database_url) as session:
@@ -219,44 +330,33 @@ def submit_rate_run(model_dir: Path, seconds: float, clients: int) -> dict:
         running.close()
     return {
         "clients": clients,
-        "seconds": round(wall, 2),
-        "accepted": accepted,
-        "submits_per_s": round(accepted / wall, 1),
+        "api_worker": running.settings.api_worker.value,
+        "seconds": round(load.wall_s, 2),
+        "accepted": load.accepted,
+        "submits_per_s": round(load.accepted / load.wall_s, 1),
+        "answers_by_status": {str(status): n for status, n in sorted(load.statuses.items())},
+        "client_cpu_ms_per_request": round(
+            1000 * load.cpu_s / max(sum(load.statuses.values()), 1), 3
+        ),
+        "accepted_in_warm_up": warm_up.accepted,
         "stored_jobs": stored,
         "published_messages": published,
-        "all_stored_and_published": stored == published == accepted,
+        "all_stored_and_published": stored == published == warm_up.accepted + load.accepted,
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-dir", type=Path, default=Settings().model_dir)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--jobs", type=int, default=48)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--overhead-jobs", type=int, default=40)
-    parser.add_argument("--submit-seconds", type=float, default=10)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pipeline.json")
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    size = str(args.batch_size)
-    configs = [
-        ("one at a time", {"max_batch_size": "1", "batching": "static", "max_wait_ms": "0"}),
-        ("static batching", {"max_batch_size": size, "batching": "static", "max_wait_ms": "50"}),
-        ("continuous batching", {"max_batch_size": size, "batching": "continuous"}),
-    ]
-    batching = []
-    for label, overrides in configs:
-        print(f"running: {label} ...", file=sys.stderr)
-        batching.append(batching_run(args.model_dir, label, args.clients, args.jobs, **overrides))
-    print("running: overhead ...", file=sys.stderr)
-    overhead = overhead_run(args.model_dir, args.overhead_jobs)
-    print("running: submit rate ...", file=sys.stderr)
-    submit = submit_rate_run(args.model_dir, args.submit_seconds, args.clients)
+def parse_parts(raw: str) -> tuple[str, ...]:
+    parts = tuple(part.strip() for part in raw.split(",") if part.strip())
+    unknown = [part for part in parts if part not in PARTS]
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"parts are a comma-separated choice of {PARTS}")
+    return parts
 
+
+def print_batching(batching: list[dict], jobs: int, clients: int) -> None:
     base = batching[0]
     print(
-        f"\nwhole pipeline on Postgres + RabbitMQ, {args.jobs} jobs, {args.clients} clients, "
+        f"\nwhole pipeline on Postgres + RabbitMQ, {jobs} jobs, {clients} clients, "
         f"max_new_tokens cycling {NEW_TOKENS_CYCLE}, {os.cpu_count()} CPUs"
     )
     header = ("config", "jobs/s", "tok/s", "x jobs/s", "p50 ms", "p95 ms", "batch")
@@ -267,25 +367,71 @@ def main() -> int:
             f"{row['jobs_per_s'] / base['jobs_per_s']:>7.2f}x {row['latency_p50_ms']:>8.0f} "
             f"{row['latency_p95_ms']:>8.0f} {row['mean_batch_size']:>6.1f}"
         )
-    print(
-        f"\noverhead (latency - inference), one client: p50 {overhead['overhead_p50_ms']} ms, "
-        f"p95 {overhead['overhead_p95_ms']} ms; breakdown p50: {overhead['breakdown_p50_ms']}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path, default=Settings().model_dir)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--jobs", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--overhead-jobs", type=int, default=40)
+    parser.add_argument("--submit-seconds", type=float, default=10)
+    parser.add_argument(
+        "--parts",
+        type=parse_parts,
+        default=PARTS,
+        help="which parts to run, comma-separated (default: all): " + ",".join(PARTS),
     )
-    print(
-        f"API submit rate, {submit['clients']} clients: {submit['submits_per_s']}/s "
-        f"({submit['accepted']} accepted; stored and published: "
-        f"{submit['all_stored_and_published']})"
+    parser.add_argument(
+        "--out", type=Path, help="default: bench/results/pipeline.json, or pipeline-PARTS.json"
     )
-    write_results(
-        args.out,
-        "pipeline",
-        batching=batching,
-        speedup_jobs_per_s={
+    args = parser.parse_args()
+    # a run of some parts leaves the figures of a whole run where they are
+    name = "pipeline" if args.parts == PARTS else "pipeline-" + "-".join(args.parts)
+    out = args.out or ROOT / "bench" / "results" / f"{name}.json"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    figures: dict[str, Any] = {"parts": list(args.parts)}
+    if "batching" in args.parts:
+        size = str(args.batch_size)
+        configs = [
+            ("one at a time", {"max_batch_size": "1", "batching": "static", "max_wait_ms": "0"}),
+            (
+                "static batching",
+                {"max_batch_size": size, "batching": "static", "max_wait_ms": "50"},
+            ),
+            ("continuous batching", {"max_batch_size": size, "batching": "continuous"}),
+        ]
+        batching = []
+        for label, overrides in configs:
+            print(f"running: {label} ...", file=sys.stderr)
+            batching.append(
+                batching_run(args.model_dir, label, args.clients, args.jobs, **overrides)
+            )
+        print_batching(batching, args.jobs, args.clients)
+        base = batching[0]
+        figures["batching"] = batching
+        figures["speedup_jobs_per_s"] = {
             row["config"]: round(row["jobs_per_s"] / base["jobs_per_s"], 2) for row in batching
-        },
-        overhead=overhead,
-        submit_rate=submit,
-    )
+        }
+    if "overhead" in args.parts:
+        print("running: overhead ...", file=sys.stderr)
+        overhead = overhead_run(args.model_dir, args.overhead_jobs)
+        print(
+            f"\noverhead (latency - inference), one client: p50 {overhead['overhead_p50_ms']} ms, "
+            f"p95 {overhead['overhead_p95_ms']} ms; breakdown p50: {overhead['breakdown_p50_ms']}"
+        )
+        figures["overhead"] = overhead
+    if "submit" in args.parts:
+        print("running: submit rate ...", file=sys.stderr)
+        submit = submit_rate_run(args.model_dir, args.submit_seconds, args.clients)
+        print(
+            f"API submit rate, {submit['clients']} clients: {submit['submits_per_s']}/s "
+            f"({submit['accepted']} accepted, answers {submit['answers_by_status']}; "
+            f"stored and published: {submit['all_stored_and_published']})"
+        )
+        figures["submit_rate"] = submit
+    write_results(out, "pipeline", **figures)
     return 0
 
 

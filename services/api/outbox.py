@@ -1,7 +1,9 @@
 """The outbox: how an accepted job's inference request reaches ``chat.inference``, in one place.
 
 - **Store.** ``Outbox.add`` puts the request (the outbox row) in the transaction that stores the
-  job: the job is accepted once that commits.
+  job: the job is accepted once that commits. On Postgres a job that needs nothing read first
+  is stored with its request in one statement instead (``insert_with_job``,
+  ``Outbox.add_with_job``): as atomic, in one round trip where the transaction takes four.
 - **Publish.** ``Outbox.publish`` then sends it with publisher confirms. A confirmed row is only
   a leftover; ``ConfirmedRows`` deletes those in batches from a thread, off the request path
   (deleting in the request would cost a second transaction per submit).
@@ -36,12 +38,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kombu.pools import producers
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, Insert, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.db.engine import session_scope
+from shared.db.engine import session_scope, transaction
 from shared.db.models import OutboxMessage, utcnow
 from shared.logs import get_logger
 from shared.messaging.broker import broker_connection, publish_inference_request
@@ -57,6 +59,8 @@ RELAY_PUBLISH_WINDOW_S = 60.0
 CLEANUP_EVERY_S = 0.05
 CLEANUP_BATCH = 500
 BROKER_CONNECT_TIMEOUT_S = 5  # shared.messaging.broker.broker_connection's
+# built once: the statement's cache key is then computed once, not per stored request
+_INSERT_ROW = insert(OutboxMessage)
 
 
 def longest_publish_s(settings: Settings) -> float:
@@ -77,23 +81,54 @@ class Outbox:
 
     def add(
         self,
-        session: Session,
+        scope: Connection | Session,
         job_id: uuid.UUID,
         payload: dict[str, Any],
         priority: int,
         now: datetime,
     ) -> uuid.UUID:
-        """Store the request in ``session``'s transaction (after the job row); its id."""
-        row = OutboxMessage(
-            id=uuid.uuid4(),
-            job_id=job_id,
-            payload=payload,
-            priority=priority,
-            # the storing process's own lease: the relay leaves the row alone meanwhile
-            next_attempt_at=now + timedelta(seconds=self.settings.outbox_grace_s),
+        """Store the request in ``scope``'s transaction (after the job row); its id.
+
+        One INSERT, not an ORM object: nothing reads the row back in this transaction."""
+        row_id = uuid.uuid4()
+        scope.execute(
+            _INSERT_ROW,
+            {
+                "id": row_id,
+                "job_id": job_id,
+                "payload": payload,
+                "priority": priority,
+                "next_attempt_at": self._held_until(now),
+            },
         )
-        session.add(row)
-        return row.id
+        return row_id
+
+    def add_with_job(
+        self,
+        connection: Connection,
+        statement: Insert,
+        job_row: dict[str, Any],
+        payload: dict[str, Any],
+        now: datetime,
+    ) -> uuid.UUID:
+        """Store a job (its columns: ``job_row``) and its request with ``statement``, made by
+        ``insert_with_job``; the row's id. On a connection outside a transaction the statement
+        commits on its own: the job is accepted once this returns."""
+        row_id = uuid.uuid4()
+        connection.execute(
+            statement,
+            {
+                **job_row,
+                "outbox_id": row_id,
+                "outbox_payload": payload,
+                "outbox_next_attempt_at": self._held_until(now),
+            },
+        )
+        return row_id
+
+    def _held_until(self, now: datetime) -> datetime:
+        # the storing process's own lease: the relay leaves the row alone meanwhile
+        return now + timedelta(seconds=self.settings.outbox_grace_s)
 
     def publish(self, row_id: uuid.UUID, payload: dict[str, Any], priority: int) -> bool:
         """Publish a stored request (after its transaction committed); whether it was
@@ -191,6 +226,24 @@ class Outbox:
                 )
 
 
+def insert_with_job(job_insert: Insert) -> Insert:
+    """One statement storing a job (``job_insert``, whose ``id`` and ``priority`` parameters the
+    request's row shares) and then its request's row (``outbox_id``, ``outbox_payload``,
+    ``outbox_next_attempt_at``): an INSERT in a WITH clause, which Postgres runs and SQLite
+    does not. Its foreign key is checked at the end of the statement, when the job exists."""
+    return (
+        insert(OutboxMessage)
+        .values(
+            id=bindparam("outbox_id"),
+            job_id=bindparam("id"),
+            payload=bindparam("outbox_payload"),
+            priority=bindparam("priority"),
+            next_attempt_at=bindparam("outbox_next_attempt_at"),
+        )
+        .add_cte(job_insert.cte("job"))
+    )
+
+
 class OutboxRelay(PeriodicWork):
     """Relays the outbox every ``CHATQ_OUTBOX_RELAY_INTERVAL_S``; a backlog (the broker was
     away) is drained batch after batch within the round."""
@@ -244,8 +297,8 @@ class ConfirmedRows:
                 except queue.Empty:
                     break
             if ids:
-                with session_scope(self.database_url) as session:
-                    session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+                with transaction(self.database_url) as connection:
+                    connection.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
             return len(ids)
 
     def _loop(self) -> None:

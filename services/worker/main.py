@@ -6,6 +6,8 @@ import os
 import signal
 from types import FrameType
 
+import torch
+
 from services.worker.consumer import CeleryOutcomeSender, InferenceConsumer
 from services.worker.engine import Engine, load_engine
 from services.worker.inference import BatchProcessor
@@ -20,7 +22,7 @@ from services.worker.prompt_encoder import own_token_counter
 from services.worker.router.build import build_router
 from services.worker.streaming import StreamPublisher, StreamRelay
 from shared import metrics
-from shared.config import get_settings
+from shared.config import EngineKind, get_settings
 from shared.logs import configure_logging, get_logger
 from shared.messaging.celery_config import make_celery
 
@@ -31,6 +33,11 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from local folders only
     settings = get_settings()
     configure_logging(settings, "worker")
+    if settings.engine is not EngineKind.TORCH:
+        # Beside ONNX Runtime, torch only picks tokens and copies the KV cache between runs:
+        # small operations that an OpenMP team of its own makes slower, not faster, and whose
+        # threads then compete with ONNX Runtime's for the same cores.
+        torch.set_num_threads(1)
     serving = starting_model(settings)
 
     def load(model: ServedModel) -> Engine:

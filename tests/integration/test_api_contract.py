@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from services.api.app import create_app
 from shared.api_keys import IssuedKey, create_api_key
 from shared.config import Settings
 from shared.db.engine import session_scope
-from shared.db.models import Job, OutboxMessage
+from shared.db.models import ChatSession, Job, OutboxMessage
 from shared.messaging.broker import broker_connection
 from shared.messaging.topology import INFERENCE_QUEUE, queue_depth
 
@@ -307,6 +308,74 @@ def test_an_accepted_job_is_stored_and_published_once(api: Api) -> None:
     while api.outbox_rows() and time.monotonic() < give_up_at:
         time.sleep(0.02)
     assert api.outbox_rows() == 0
+
+
+FULL_BODY = {
+    "query": "Where is my order?",
+    "history": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+    "params": {"max_new_tokens": 12, "temperature": 0.7, "top_p": 0.9, "seed": 3},
+    "metadata": {"order": "A-17", "nested": {"n": [1, 2]}},
+    "webhook_url": "http://127.0.0.1:9/hook",
+    "priority": 7,
+    "deadline_s": 30,
+}
+
+
+def accepted_and_stored(
+    settings: Settings, body: dict[str, Any], headers: dict[str, str]
+) -> dict[str, Any]:
+    """Submit ``body``; check that the 202 (built from what was written, not read back) is
+    what GET (which reads the row) answers, and that the row holds the rest; the 202's job."""
+    client = create_app(settings).test_client()
+    accepted = client.post("/v1/jobs", json=body, headers=headers)
+    assert accepted.status_code == 202, accepted.get_data(as_text=True)
+    job = accepted.get_json()
+    assert job["metadata"] == body["metadata"]
+    assert (job["priority"], job["status"]) == (7, "queued")
+    assert job["deadline_at"] is not None
+    stored = client.get(f"/v1/jobs/{job['id']}", headers=headers)
+    assert stored.status_code == 200
+    assert stored.get_json() == job
+    with session_scope(settings.database_url) as session:
+        row = session.get(Job, uuid.UUID(job["id"]))
+        assert row is not None
+        assert (row.history, row.webhook_url) == (body["history"], body["webhook_url"])
+        assert (row.handoff, row.attempts) == (False, 0)  # the columns' defaults
+    return job
+
+
+def test_a_plain_submit_answers_the_job_as_stored(backend_settings: Settings) -> None:
+    # no Idempotency-Key, no session: one statement on Postgres, a transaction on SQLite
+    settings = backend_settings.model_copy(update={"webhook_allow_private": True})
+    key = create_api_key(settings.database_url, "shop")
+    job = accepted_and_stored(settings, FULL_BODY, {"Authorization": f"Bearer {key.key}"})
+    assert job["session_id"] is None
+
+
+def test_a_submit_with_a_key_and_a_session_answers_the_job_as_stored(
+    backend_settings: Settings,
+) -> None:
+    settings = backend_settings.model_copy(update={"webhook_allow_private": True})
+    key = create_api_key(settings.database_url, "shop")
+    auth = {"Authorization": f"Bearer {key.key}"}
+    body = {**FULL_BODY, "session_id": "customer-42"}
+    job = accepted_and_stored(settings, body, {**auth, "Idempotency-Key": "order-19"})
+    assert job["session_id"] == "customer-42"
+    client = create_app(settings).test_client()
+    replayed = client.post("/v1/jobs", json=body, headers={**auth, "Idempotency-Key": "order-19"})
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.get_json() == job  # read back, as GET reads it
+    # the same session_id again: the same session, not a second one
+    again = client.post(
+        "/v1/jobs", json={"query": "and now?", "session_id": "customer-42"}, headers=auth
+    )
+    assert again.status_code == 202
+    with session_scope(settings.database_url) as session:
+        assert session.scalar(select(func.count()).select_from(ChatSession)) == 1
+        first = session.get(Job, uuid.UUID(job["id"]))
+        second = session.get(Job, uuid.UUID(again.get_json()["id"]))
+        assert first is not None and second is not None
+        assert first.session_id is not None and second.session_id == first.session_id
 
 
 def test_a_key_sees_only_its_own_jobs(api: Api) -> None:

@@ -44,3 +44,17 @@ def test_suppressed_tokens_are_not_mistaken_for_broken_logits() -> None:
     chosen = next_tokens(logits, [GREEDY], [None], [[1]])
     assert chosen.failures == {}
     assert chosen.tokens.tolist() == [2]
+
+
+def test_a_row_with_nothing_finite_fails_and_masked_positions_do_not() -> None:
+    minus_inf = float("-inf")
+    logits = torch.tensor([[minus_inf, minus_inf, minus_inf], [minus_inf, 2.0, minus_inf]])
+    chosen = choose(logits, [GREEDY, GREEDY])
+    assert {row: error.code for row, error in chosen.failures.items()} == {0: "invalid_logits"}
+    assert chosen.tokens.tolist() == [0, 1]
+
+
+def test_greedy_takes_the_first_of_equal_maxima_as_the_model_generate_does() -> None:
+    logits = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]])
+    assert choose(logits, [GREEDY, GREEDY]).tokens.tolist() == [1, 0]
+    assert choose(logits, [GREEDY, GREEDY]).tokens.dtype == torch.long

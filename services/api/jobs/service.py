@@ -6,18 +6,21 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.api.auth import Caller
 from services.api.context import ApiContext
 from services.api.jobs.protocol import JobCreate
+from services.api.outbox import insert_with_job
 from services.api.problems import Problem, ProblemType
-from shared.db.engine import session_scope
+from shared.config import Settings
+from shared.db.engine import autocommit, dialect_name, session_scope, transaction
 from shared.db.models import ChatSession, Job, JobStatus, utcnow
 from shared.db.notifications import notify_job_finished
 from shared.logs import job_context
@@ -26,6 +29,32 @@ from shared.metrics import JOBS_SUBMITTED
 from shared.webhook_urls import WebhookUrlError, check_webhook_url
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+# A new job's row: (column, Job attribute); the other columns take their defaults.
+_NEW_JOB_COLUMNS = (
+    ("id", "id"),
+    ("tenant_id", "tenant_id"),
+    ("api_key_id", "api_key_id"),
+    ("session_id", "session_id"),
+    ("status", "status"),
+    ("query", "query"),
+    ("history", "history"),
+    ("params", "params"),
+    ("metadata", "metadata_"),
+    ("webhook_url", "webhook_url"),
+    ("priority", "priority"),
+    ("deadline_at", "deadline_at"),
+    ("idempotency_key", "idempotency_key"),
+    ("request_hash", "request_hash"),
+    ("created_at", "created_at"),
+    ("updated_at", "updated_at"),
+)
+# Built once (a statement's cache key then costs nothing per submit), each column bound by
+# name: a column missing from the parameters is an error, not a silent default.
+_INSERT_JOB = insert(Job).values({column: bindparam(column) for column, _ in _NEW_JOB_COLUMNS})
+_INSERT_JOB_AND_REQUEST = insert_with_job(_INSERT_JOB)
+# where the job and its request can be stored in one statement (services/api/outbox.py)
+_ONE_STATEMENT_DIALECTS = frozenset({"postgresql"})
 
 
 @dataclass(frozen=True)
@@ -54,8 +83,9 @@ def submit_job(
     ``job_id``: the new job's id, when the caller needs it first (a token stream listens on
     it before the job exists); ``stream``: the worker publishes the answer's text as it goes.
 
-    The job is accepted once that transaction commits: if the publish is not confirmed, the
-    request stays in the outbox and the relay publishes it later.
+    The job is accepted once it and its request are committed (one statement on Postgres when
+    nothing is read first, else one transaction): if the publish is not confirmed, the request
+    stays in the outbox and the relay publishes it later.
     """
     settings = ctx.settings
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
@@ -89,6 +119,26 @@ def submit_job(
         return _replay(existing, fingerprint)
 
 
+@dataclass(frozen=True)
+class _NewSubmission:
+    """A submit request past its checks, with what storing it needs."""
+
+    caller: Caller
+    job_in: JobCreate
+    fingerprint: str
+    idempotency_key: str | None
+    job_id: uuid.UUID
+    stream: bool
+    now: datetime
+
+
+@dataclass(frozen=True)
+class _Stored:
+    job: Job
+    payload: dict[str, Any]  # the inference request, as published
+    outbox_id: uuid.UUID
+
+
 def _store_and_publish(
     ctx: ApiContext,
     caller: Caller,
@@ -98,62 +148,115 @@ def _store_and_publish(
     job_id: uuid.UUID,
     stream: bool,
 ) -> Submission:
-    settings = ctx.settings
-    now = utcnow()
-    with session_scope(settings.database_url) as session:
-        if idempotency_key is not None:
-            existing = _job_by_idempotency_key(session, caller, idempotency_key)
-            if existing is not None:
-                return _replay(existing, fingerprint)
-        chat_session = (
-            _session_for(session, caller, job_in.session_id) if job_in.session_id else None
-        )
-        job = Job(
-            id=job_id,
-            tenant_id=caller.tenant_id,
-            api_key_id=caller.key_id,
-            session=chat_session,
-            status=JobStatus.QUEUED,
-            query=job_in.query,
-            history=[turn.model_dump() for turn in job_in.history],
-            params=job_in.params.model_dump(),
-            metadata_=job_in.metadata,
-            webhook_url=job_in.webhook_url,
-            priority=job_in.priority,
-            deadline_at=now + timedelta(seconds=job_in.deadline_s) if job_in.deadline_s else None,
-            idempotency_key=idempotency_key,
-            request_hash=fingerprint,
-            created_at=now,
-            updated_at=now,
-        )
-        request = InferenceRequest(
-            job_id=job.id,
-            query=job.query,
-            history=[ChatTurn(role=t.role, content=t.content) for t in job_in.history],
-            session_id=chat_session.id if chat_session else None,
-            params=GenerationParams(
-                max_new_tokens=job_in.params.max_new_tokens or settings.default_max_new_tokens,
-                temperature=job_in.params.temperature,
-                top_p=job_in.params.top_p,
-                seed=job_in.params.seed,
-                stop=tuple(job_in.params.stop),
-            ),
-            priority=job.priority,
-            deadline_at=job.deadline_at,
-            submitted_at=now,
-            stream=stream,
-        )
-        payload = request.model_dump(mode="json")
-        session.add(job)
-        session.flush()  # the job row first: the outbox row refers to it
-        outbox_id = ctx.outbox.add(session, job.id, payload, job.priority, now)
+    # The job and its outbox row are written as Core INSERTs: the ORM's unit of work cost more
+    # than the statements, and nothing is read back; the answer is built from what was written.
+    new = _NewSubmission(caller, job_in, fingerprint, idempotency_key, job_id, stream, utcnow())
+    if (
+        idempotency_key is None
+        and not job_in.session_id
+        and dialect_name(ctx.settings.database_url) in _ONE_STATEMENT_DIALECTS
+    ):
+        stored = _store_in_one_statement(ctx, new)
+    else:
+        outcome = _store_in_a_transaction(ctx, new)
+        if isinstance(outcome, Submission):
+            return outcome  # an earlier request with this Idempotency-Key made the job
+        stored = outcome
 
     # Accepted once committed, confirmed or not: unconfirmed, the outbox relay publishes it.
     JOBS_SUBMITTED.inc()
     # the rest of the request's lines (its publish, its access line) concern this job
-    structlog.contextvars.bind_contextvars(**job_context(job.id, request.session_id))
-    ctx.outbox.publish(outbox_id, payload, job.priority)
+    job = stored.job
+    structlog.contextvars.bind_contextvars(**job_context(job.id, job.session_id))
+    ctx.outbox.publish(stored.outbox_id, stored.payload, job.priority)
     return Submission(job, created=True)
+
+
+def _store_in_one_statement(ctx: ApiContext, new: _NewSubmission) -> _Stored:
+    """A job with nothing to read first (no Idempotency-Key, no session): the job and its
+    request in one statement, committed on its own."""
+    job = _new_job(new, None)
+    payload = _inference_request(ctx.settings, job, new)
+    with autocommit(ctx.settings.database_url) as connection:
+        outbox_id = ctx.outbox.add_with_job(
+            connection, _INSERT_JOB_AND_REQUEST, _job_row(job), payload, new.now
+        )
+    return _Stored(job, payload, outbox_id)
+
+
+def _store_in_a_transaction(ctx: ApiContext, new: _NewSubmission) -> _Stored | Submission:
+    """The job and its request in one transaction, after the reads an Idempotency-Key (its
+    earlier job: a replay) or a session_id (the session, created on first use) need."""
+    caller, key, session_id = new.caller, new.idempotency_key, new.job_in.session_id
+    with transaction(ctx.settings.database_url) as connection:
+        chat_session: ChatSession | None = None
+        if key is not None or session_id:
+            with Session(bind=connection) as session:
+                if key is not None:
+                    existing = _job_by_idempotency_key(session, caller, key)
+                    if existing is not None:
+                        return _replay(existing, new.fingerprint)
+                if session_id:
+                    chat_session = _session_for(session, caller, session_id)
+        job = _new_job(new, chat_session)
+        payload = _inference_request(ctx.settings, job, new)
+        # the job row first: the outbox row refers to it
+        connection.execute(_INSERT_JOB, _job_row(job))
+        outbox_id = ctx.outbox.add(connection, job.id, payload, job.priority, new.now)
+    return _Stored(job, payload, outbox_id)
+
+
+def _new_job(new: _NewSubmission, chat_session: ChatSession | None) -> Job:
+    """The accepted job as its row will be stored; never added to an ORM session (its row is
+    written from ``_job_row``), it is what the answer shows."""
+    job_in, now = new.job_in, new.now
+    return Job(
+        id=new.job_id,
+        tenant_id=new.caller.tenant_id,
+        api_key_id=new.caller.key_id,
+        session=chat_session,
+        session_id=chat_session.id if chat_session else None,
+        status=JobStatus.QUEUED,
+        query=job_in.query,
+        history=[turn.model_dump() for turn in job_in.history],
+        params=job_in.params.model_dump(),
+        metadata_=job_in.metadata,
+        webhook_url=job_in.webhook_url,
+        priority=job_in.priority,
+        deadline_at=now + timedelta(seconds=job_in.deadline_s) if job_in.deadline_s else None,
+        idempotency_key=new.idempotency_key,
+        request_hash=new.fingerprint,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _job_row(job: Job) -> dict[str, Any]:
+    """The parameters of ``_INSERT_JOB`` for ``job``."""
+    return {column: getattr(job, attribute) for column, attribute in _NEW_JOB_COLUMNS}
+
+
+def _inference_request(settings: Settings, job: Job, new: _NewSubmission) -> dict[str, Any]:
+    """What the worker is sent for ``job``, as JSON."""
+    job_in = new.job_in
+    request = InferenceRequest(
+        job_id=job.id,
+        query=job.query,
+        history=[ChatTurn(role=t.role, content=t.content) for t in job_in.history],
+        session_id=job.session_id,
+        params=GenerationParams(
+            max_new_tokens=job_in.params.max_new_tokens or settings.default_max_new_tokens,
+            temperature=job_in.params.temperature,
+            top_p=job_in.params.top_p,
+            seed=job_in.params.seed,
+            stop=tuple(job_in.params.stop),
+        ),
+        priority=job.priority,
+        deadline_at=job.deadline_at,
+        submitted_at=new.now,
+        stream=new.stream,
+    )
+    return request.model_dump(mode="json")
 
 
 def _job_by_idempotency_key(session: Session, caller: Caller, key: str) -> Job | None:
