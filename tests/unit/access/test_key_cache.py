@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from services.api.auth import Caller, KeyCache, KeyRecord
 
@@ -90,3 +95,39 @@ def test_known_keys_are_bounded_least_recently_used_first() -> None:
     cache.lookup("a")
     cache.lookup("b")
     assert store.lookups == ["a", "b", "c", "b"]
+
+
+def test_requests_that_miss_together_wait_for_one_read() -> None:
+    store, clock = CountingStore(), Clock()
+    record = store.add("busy")
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_load(key_hash: str) -> KeyRecord | None:
+        reading.set()
+        release.wait(5)
+        return store.load(key_hash)
+
+    cache = KeyCache(slow_load, 1.0, clock=clock)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = [pool.submit(cache.lookup, "busy") for _ in range(8)]
+        assert reading.wait(5)
+        time.sleep(0.2)  # the other seven reach the cache while the first read is under way
+        release.set()
+        assert [answer.result(5) for answer in answers] == [record] * 8
+    assert store.lookups == ["busy"]
+
+
+def test_a_read_that_fails_leaves_the_next_request_to_read_again() -> None:
+    store, clock = CountingStore(), Clock()
+    record = store.add("known")
+    failures = [RuntimeError("database away")]
+
+    def flaky_load(key_hash: str) -> KeyRecord | None:
+        if failures:
+            raise failures.pop()
+        return store.load(key_hash)
+
+    cache = KeyCache(flaky_load, 1.0, clock=clock)
+    with pytest.raises(RuntimeError):
+        cache.lookup("known")
+    assert cache.lookup("known") is record
