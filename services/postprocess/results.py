@@ -74,20 +74,23 @@ def record_outcome(settings: Settings, outcome: InferenceOutcome) -> list[str]:
     stored it died before handing them on.
     """
     with session_scope(settings.database_url) as session:
-        job = session.scalars(
+        found = session.execute(
+            # the tenant comes in the same round trip (its moderation and anonymisation);
             # of=Job: Postgres cannot lock the outer-joined session row that comes with it
-            select(Job).where(Job.id == outcome.job_id).with_for_update(of=Job)
+            select(Job, Tenant)
+            .join(Tenant, Tenant.id == Job.tenant_id)
+            .where(Job.id == outcome.job_id)
+            .with_for_update(of=Job)
         ).one_or_none()
-        if job is None:
+        if found is None:  # a tenant's jobs go with it (ON DELETE CASCADE)
             log.warning("outcome_for_unknown_job", job_id=str(outcome.job_id))
             return []
+        job, tenant = found
         if job.status.is_terminal:
             log.info("outcome_already_recorded", job_id=str(job.id), status=job.status.value)
             return _unattempted_deliveries(session, job.id)
 
         now = utcnow()
-        tenant = session.get(Tenant, job.tenant_id)
-        assert tenant is not None  # a tenant's jobs go with it (ON DELETE CASCADE)
         safety = _safety.get(session, tenant)
         job.status = JobStatus(outcome.status)
         job.completed_at = now

@@ -292,4 +292,9 @@ class CeleryOutcomeSender:
             FINALIZE_JOB_TASK,
             args=[outcome.model_dump(mode="json")],
             queue=POSTPROCESS_QUEUE_NAME,
+            # What Flower and the logs show of the arguments: the job, not the answer. Celery
+            # would put a repr of the whole outcome in every message's headers, with the
+            # customer's text in it, and spend a quarter of the send building it.
+            argsrepr=f"[outcome of job {outcome.job_id} ({outcome.status})]",
+            kwargsrepr="{}",
         )

@@ -109,9 +109,13 @@ class BatchProcessor:
             else:
                 runnable.append((key, request))
 
-        tenant_ids = {claims[r.job_id].tenant_id for _, r in runnable}
+        versions = {
+            claim.tenant_id: claim.knowledge_version
+            for claim in (claims[r.job_id] for _, r in runnable)
+            if claim.tenant_id is not None and claim.knowledge_version is not None
+        }
         tenants = (
-            self.registry.current({t for t in tenant_ids if t is not None})
+            self.registry.at_versions(versions)
             if self.registry is not None and self.router is not None
             else {}
         )

@@ -8,12 +8,22 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Select,
+    bindparam,
+    func,
+    select,
+    union_all,
+    update,
+)
 
-from shared.db.engine import session_scope
-from shared.db.models import ApiKey, Job, JobStatus, Message, utcnow
+from shared.db.engine import autocommit, dialect_name, transaction
+from shared.db.models import ApiKey, Job, JobStatus, Message, Tenant, utcnow
 from shared.messaging.schemas import ChatTurn
 
 
@@ -23,6 +33,7 @@ class Claim:
     attempts: int  # how often a worker has taken the job, this time included
     tenant_id: uuid.UUID | None = None  # whose knowledge answers it
     signing_secret: str | None = field(default=None, repr=False)  # the key's webhook secret
+    knowledge_version: int | None = None  # the tenant's, as the job was claimed
 
 
 @dataclass(frozen=True)
@@ -38,21 +49,34 @@ def claim_jobs(database_url: str, job_ids: Collection[uuid.UUID]) -> dict[uuid.U
     A job that is not ``in_progress`` afterwards was cancelled or finished already (a
     redelivery) and must not run.
     """
-    if not job_ids:
-        return {}
-    with session_scope(database_url) as session:
-        return _claim(session, job_ids)
+    return claim_with_transcripts(database_url, dict.fromkeys(job_ids)).claims
 
 
 def claim_with_transcripts(
     database_url: str, session_by_job: Mapping[uuid.UUID, uuid.UUID | None]
 ) -> ClaimedJobs:
     """``claim_jobs`` for the jobs named, and the stored transcripts of the sessions of those
-    that run, in one transaction (one round trip fewer, and the claim and the history agree)."""
+    that run, in one transaction (the claim and the history agree). Each claim carries its
+    tenant's knowledge version, so that the worker need not ask for it separately.
+
+    On Postgres the claim is one statement (``CLAIM_IN_ONE_STATEMENT``); a claim that needs no
+    history commits on its own, without BEGIN and COMMIT: it is on every job's path."""
     if not session_by_job:
         return ClaimedJobs({}, {})
-    with session_scope(database_url) as session:
-        claims = _claim(session, session_by_job.keys())
+    parameters = {"job_ids": list(session_by_job), "now": utcnow()}
+    wants_history = any(session_id is not None for session_id in session_by_job.values())
+    one_statement = dialect_name(database_url) == "postgresql"
+    scope = transaction if wants_history or not one_statement else autocommit
+    with scope(database_url) as connection:
+        if one_statement:
+            rows = connection.execute(CLAIM_IN_ONE_STATEMENT, parameters).all()
+        else:
+            connection.execute(CLAIM, parameters)
+            rows = connection.execute(CLAIMS_READ, parameters).all()
+        claims = {
+            job_id: Claim(status, attempts, tenant_id, secret, version)
+            for job_id, status, attempts, tenant_id, secret, version in rows
+        }
         session_ids = {
             session_id
             for job_id, session_id in session_by_job.items()
@@ -60,33 +84,50 @@ def claim_with_transcripts(
             and (claim := claims.get(job_id)) is not None
             and claim.status is JobStatus.IN_PROGRESS
         }
-        return ClaimedJobs(claims, _session_turns(session, session_ids))
+        return ClaimedJobs(claims, _session_turns(connection, session_ids))
 
 
-def _claim(session: Session, job_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Claim]:
-    now = utcnow()
-    session.execute(
-        update(Job)
-        .where(
-            Job.id.in_(job_ids),
-            Job.status.in_([JobStatus.QUEUED, JobStatus.IN_PROGRESS]),
-        )
-        .values(
-            status=JobStatus.IN_PROGRESS,
-            started_at=func.coalesce(Job.started_at, now),
-            attempts=Job.attempts + 1,
-            updated_at=now,
-        )
+# The statements are built once: building them per claim cost more than running them.
+_JOB_IDS: BindParameter[Any] = bindparam("job_ids", expanding=True)
+CLAIM = (
+    update(Job)
+    .where(Job.id.in_(_JOB_IDS), Job.status.in_([JobStatus.QUEUED, JobStatus.IN_PROGRESS]))
+    .values(
+        status=JobStatus.IN_PROGRESS,
+        started_at=func.coalesce(Job.started_at, bindparam("now")),
+        attempts=Job.attempts + 1,
+        updated_at=bindparam("now"),
     )
-    rows = session.execute(
-        select(Job.id, Job.status, Job.attempts, ApiKey.tenant_id, ApiKey.webhook_secret)
-        .join(ApiKey, ApiKey.id == Job.api_key_id)
-        .where(Job.id.in_(job_ids))
-    ).all()
-    return {
-        job_id: Claim(status, attempts, tenant_id, secret)
-        for job_id, status, attempts, tenant_id, secret in rows
-    }
+)
+
+
+def _claims_read(jobs: Any, *where: ColumnElement[bool]) -> Select[Any]:
+    """(id, status, attempts, tenant, webhook secret, knowledge version) of ``jobs``' rows."""
+    return (
+        select(
+            jobs.c.id,
+            jobs.c.status,
+            jobs.c.attempts,
+            ApiKey.tenant_id,
+            ApiKey.webhook_secret,
+            Tenant.knowledge_version,
+        )
+        .join(ApiKey, ApiKey.id == jobs.c.api_key_id)
+        .outerjoin(Tenant, Tenant.id == ApiKey.tenant_id)
+        .where(*where)
+    )
+
+
+CLAIMS_READ = _claims_read(Job.__table__, Job.id.in_(_JOB_IDS))
+
+# Postgres: the UPDATE in a WITH clause returns the claimed rows as they are afterwards; the
+# jobs it did not take (finished, cancelled) are read beside them. The statement's parts see
+# the same snapshot, which is right for those: the UPDATE did not change them.
+_CLAIMED = CLAIM.returning(Job.id, Job.status, Job.attempts, Job.api_key_id).cte("claimed")
+CLAIM_IN_ONE_STATEMENT = union_all(
+    _claims_read(_CLAIMED),
+    _claims_read(Job.__table__, Job.id.in_(_JOB_IDS), Job.id.not_in(select(_CLAIMED.c.id))),
+)
 
 
 def load_session_turns(
@@ -95,17 +136,17 @@ def load_session_turns(
     """Each session's stored transcript, oldest turn first."""
     if not session_ids:
         return {}
-    with session_scope(database_url) as session:
-        return _session_turns(session, session_ids)
+    with transaction(database_url) as connection:
+        return _session_turns(connection, session_ids)
 
 
 def _session_turns(
-    session: Session, session_ids: Collection[uuid.UUID]
+    connection: Connection, session_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, list[ChatTurn]]:
     if not session_ids:
         return {}
     turns: dict[uuid.UUID, list[ChatTurn]] = defaultdict(list)
-    rows = session.execute(
+    rows = connection.execute(
         select(Message.session_id, Message.role, Message.content)
         .where(Message.session_id.in_(session_ids))
         .order_by(Message.created_at, Message.job_id, Message.position)

@@ -46,6 +46,8 @@ class PromptBuilder:
                 f"the question alone is longer than the prompt budget of "
                 f"{self.max_prompt_tokens} tokens"
             )
+        if not turns:
+            return [system, question]  # counted above: it fits
         available = self.max_prompt_tokens - with_question
         empty = self.count_tokens([_EMPTY_SYSTEM])
         starts = exchange_starts(history)

@@ -56,6 +56,10 @@ def _begin_immediate(connection: Any) -> None:
     # A DEFERRED transaction that reads and then writes fails at once with SQLITE_BUSY when
     # another process wrote in between (WAL snapshots cannot be upgraded); IMMEDIATE takes the
     # write lock up front and waits for it under busy_timeout instead.
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        # ``autocommit()``: SQLAlchemy still "begins", but never commits; a BEGIN here would
+        # leave the statement's write to be rolled back when the connection goes back
+        return
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -7,7 +7,12 @@ import uuid
 from sqlalchemy import select
 
 from services.postprocess.results import record_outcome
-from services.worker.job_state import Claim, claim_jobs, load_session_turns
+from services.worker.job_state import (
+    Claim,
+    claim_jobs,
+    claim_with_transcripts,
+    load_session_turns,
+)
 from shared.api_keys import create_api_key
 from shared.config import Settings
 from shared.db.engine import session_scope
@@ -17,6 +22,7 @@ from shared.db.models import (
     Job,
     JobStatus,
     Message,
+    Tenant,
     WebhookDelivery,
     utcnow,
 )
@@ -89,16 +95,69 @@ def test_claiming_runs_a_job_once_and_skips_finished_ones(backend_settings: Sett
     key = create_api_key(url, "shop")
     queued = make_job(url, key.id)
     done = make_job(url, key.id, status=JobStatus.COMPLETED)
-    claims = claim_jobs(url, [queued.id, done.id])
+    claims = claim_jobs(url, [queued.id, done.id, uuid.uuid4()])
     tenant = key_tenant_id(url, key.id)
+    version = knowledge_version(url, tenant)
+    # a job that does not exist has no claim
     assert claims == {
-        queued.id: Claim(JobStatus.IN_PROGRESS, 1, tenant, key.webhook_secret),
-        done.id: Claim(JobStatus.COMPLETED, 0, tenant, key.webhook_secret),
+        queued.id: Claim(JobStatus.IN_PROGRESS, 1, tenant, key.webhook_secret, version),
+        done.id: Claim(JobStatus.COMPLETED, 0, tenant, key.webhook_secret, version),
     }
     # a redelivery of a job whose worker died mid-batch may run again, counting the attempt
     assert claim_jobs(url, [queued.id]) == {
-        queued.id: Claim(JobStatus.IN_PROGRESS, 2, tenant, key.webhook_secret)
+        queued.id: Claim(JobStatus.IN_PROGRESS, 2, tenant, key.webhook_secret, version)
     }
+
+
+def test_a_claim_carries_the_tenants_current_knowledge_version(
+    backend_settings: Settings,
+) -> None:
+    """The worker routes with the knowledge version read in the claim: a job claimed after a
+    knowledge change must see the new version."""
+    url = backend_settings.database_url
+    key = create_api_key(url, "shop")
+    tenant = key_tenant_id(url, key.id)
+    before = claim_jobs(url, [make_job(url, key.id).id])
+    with session_scope(url) as session:
+        row = session.get(Tenant, tenant)
+        assert row is not None
+        row.knowledge_version += 3
+    job = make_job(url, key.id)
+    after = claim_jobs(url, [job.id])
+    assert [claim.knowledge_version for claim in before.values()] == [
+        knowledge_version(url, tenant) - 3
+    ]
+    assert after[job.id].knowledge_version == knowledge_version(url, tenant)
+
+
+def test_a_claim_reads_the_history_of_the_sessions_it_runs(backend_settings: Settings) -> None:
+    url = backend_settings.database_url
+    key = create_api_key(url, "shop")
+    first = make_job(url, key.id, session_external_id="customer-9", query="I am Ann.")
+    record_outcome(backend_settings, completed_outcome(first.id, "Hello Ann!"))
+    with session_scope(url) as session:
+        session_id = session.get(Job, first.id).session_id
+    follow_up = make_job(url, key.id, query="Who am I?")
+    finished = make_job(url, key.id, status=JobStatus.COMPLETED)
+
+    claimed = claim_with_transcripts(url, {follow_up.id: session_id, finished.id: None})
+
+    assert claimed.claims[follow_up.id].status is JobStatus.IN_PROGRESS
+    assert claimed.claims[finished.id].status is JobStatus.COMPLETED
+    assert [(t.role, t.content) for t in claimed.transcripts[session_id]] == [
+        ("user", "I am Ann."),
+        ("assistant", "Hello Ann!"),
+    ]
+    # a session whose job does not run is not read
+    skipped = claim_with_transcripts(url, {finished.id: session_id})
+    assert skipped.transcripts == {}
+
+
+def knowledge_version(url: str, tenant_id: uuid.UUID) -> int:
+    with session_scope(url) as session:
+        row = session.get(Tenant, tenant_id)
+        assert row is not None
+        return row.knowledge_version
 
 
 def key_tenant_id(url: str, key_id: uuid.UUID) -> uuid.UUID:

@@ -189,7 +189,9 @@ class Router:
                 return answered
 
         key = None
-        if not job.history and self.cache.enabled:
+        # only answers drawn from documents are cached: without any, a look-up (a database
+        # read on every miss) cannot find anything
+        if not job.history and self.cache.enabled and tenant.chunk_index is not None:
             key = cache_key(tenant.version, self.model_name, lang, query)
             cached = self.cache.get(tenant.tenant_id, key)
             if cached is not None:

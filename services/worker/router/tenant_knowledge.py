@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias
@@ -157,7 +157,11 @@ class KnowledgeRegistry:
         """Each tenant's knowledge at its latest version (loading what is stale)."""
         if not tenant_ids:
             return {}
-        versions = self._versions(tenant_ids)
+        return self.at_versions(self._versions(tenant_ids))
+
+    def at_versions(self, versions: Mapping[uuid.UUID, int]) -> dict[uuid.UUID, TenantKnowledge]:
+        """Each tenant's knowledge at least at the version given (read with the claim of the
+        tenant's jobs, so that routing needs no query of its own when nothing changed)."""
         result = {}
         for tenant_id, version in versions.items():
             known = self._tenants.get(tenant_id)

@@ -6,14 +6,24 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from kombu import Connection
 
-from services.worker.consumer import InferenceConsumer
+from services.worker.consumer import CeleryOutcomeSender, InferenceConsumer
 from services.worker.pending_job import PendingJob
 from shared.config import Settings
-from shared.messaging.topology import INFERENCE_QUEUE, declare_topology, queue_depth
+from shared.db.models import utcnow
+from shared.messaging.celery_config import make_celery
+from shared.messaging.schemas import InferenceOutcome
+from shared.messaging.topology import (
+    FINALIZE_JOB_TASK,
+    INFERENCE_QUEUE,
+    POSTPROCESS_QUEUE,
+    declare_topology,
+    queue_depth,
+)
 from tests.unit.worker.fakes import (
     WAIT_S,
     FakeEngine,
@@ -116,3 +126,31 @@ def test_a_stop_ends_the_wait_for_an_unreachable_broker(tmp_path: Path) -> None:
     consumer.stop()
     thread.join(2.0)  # the wait is checked every second
     assert not thread.is_alive()
+
+
+def test_an_outcome_is_sent_to_post_processing_without_the_answer_in_its_headers(
+    tmp_path: Path,
+) -> None:
+    """Flower and the logs show a task's ``argsrepr``: it names the job, never the customer's
+    text, which travels only in the body."""
+    settings = _memory_settings(tmp_path)
+    celery = make_celery(settings, "test-sender")
+    with Connection(settings.broker_url) as connection:
+        POSTPROCESS_QUEUE(connection.default_channel).declare()
+        POSTPROCESS_QUEUE(connection.default_channel).purge()
+    outcome = InferenceOutcome(
+        job_id=uuid.uuid4(),
+        status="completed",
+        response="Your card 4111 1111 1111 1111 is on file, Sam.",
+        finished_at=utcnow(),
+    )
+    CeleryOutcomeSender(celery).send(outcome)
+
+    with Connection(settings.broker_url) as connection:
+        message = POSTPROCESS_QUEUE(connection.default_channel).get(no_ack=True)
+    assert message is not None
+    assert message.headers["task"] == FINALIZE_JOB_TASK
+    assert str(outcome.job_id) in message.headers["argsrepr"]
+    assert "4111" not in message.headers["argsrepr"]
+    args, _kwargs, _embed = message.decode()
+    assert InferenceOutcome.model_validate(args[0]) == outcome
