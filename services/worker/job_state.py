@@ -89,14 +89,15 @@ def claim_with_transcripts(
 
 # The statements are built once: building them per claim cost more than running them.
 _JOB_IDS: BindParameter[Any] = bindparam("job_ids", expanding=True)
+_NOW: BindParameter[Any] = bindparam("now", type_=Job.__table__.c.updated_at.type)
 CLAIM = (
     update(Job)
     .where(Job.id.in_(_JOB_IDS), Job.status.in_([JobStatus.QUEUED, JobStatus.IN_PROGRESS]))
     .values(
         status=JobStatus.IN_PROGRESS,
-        started_at=func.coalesce(Job.started_at, bindparam("now")),
+        started_at=func.coalesce(Job.started_at, _NOW),
         attempts=Job.attempts + 1,
-        updated_at=bindparam("now"),
+        updated_at=_NOW,
     )
 )
 
