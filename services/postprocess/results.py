@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from services.postprocess.job_metrics import FinishedJob, observe_finished
@@ -190,25 +190,27 @@ def _anonymised(payload: dict[str, Any], texts: StoredTexts) -> dict[str, Any]:
 
 
 def _write_transcript(session: Session, job: Job, texts: StoredTexts, now: datetime) -> None:
-    session.add_all(
+    # one INSERT of both rows, without the unit of work (nothing reads them back here)
+    session.execute(
+        insert(Message),
         [
-            Message(
-                job_id=job.id,
-                session_id=job.session_id,
-                position=0,
-                role="user",
-                content=texts.query,
-                created_at=job.created_at,
-            ),
-            Message(
-                job_id=job.id,
-                session_id=job.session_id,
-                position=1,
-                role="assistant",
-                content=texts.response or "",
-                created_at=now,
-            ),
-        ]
+            {
+                "job_id": job.id,
+                "session_id": job.session_id,
+                "position": 0,
+                "role": "user",
+                "content": texts.query,
+                "created_at": job.created_at,
+            },
+            {
+                "job_id": job.id,
+                "session_id": job.session_id,
+                "position": 1,
+                "role": "assistant",
+                "content": texts.response or "",
+                "created_at": now,
+            },
+        ],
     )
     if job.session_id is not None:
         chat_session = session.get(ChatSession, job.session_id)
