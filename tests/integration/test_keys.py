@@ -376,6 +376,41 @@ def test_a_key_holds_at_most_its_cap_of_open_waits_across_processes(
     assert open_waits(backend_settings) == 0
 
 
+def test_a_finished_job_is_answered_at_once_without_taking_a_wait_slot(
+    backend_settings: Settings,
+) -> None:
+    """A long-poll of a job that is already finished waits for nothing: it is answered even
+    when the key holds all its wait slots, and leaves no slot behind."""
+    client = client_for(backend_settings, max_open_waits_per_key=1)
+    key = create_api_key(backend_settings.database_url, "shop")
+    waited_for = submit(client, key).get_json()["id"]
+    finished = submit(client, key).get_json()["id"]
+    assert client.post(f"/v1/jobs/{finished}/cancel", headers=bearer(key)).status_code == 200
+
+    results: list[Any] = []
+    waiter = threading.Thread(
+        target=lambda: results.append(
+            client.get(f"/v1/jobs/{waited_for}?wait=20", headers=bearer(key))
+        )
+    )
+    waiter.start()
+    wait_until(lambda: open_waits(backend_settings) == 1)
+
+    answered = client.get(f"/v1/jobs/{finished}?wait=5", headers=bearer(key))
+    assert answered.status_code == 200
+    assert answered.get_json()["status"] == "cancelled"
+    assert open_waits(backend_settings) == 1  # only the waiter's
+    # a job still running needs a slot, and there is none
+    assert_problem(
+        client.get(f"/v1/jobs/{waited_for}?wait=5", headers=bearer(key)), 429, "too-many-waits"
+    )
+
+    assert client.post(f"/v1/jobs/{waited_for}/cancel", headers=bearer(key)).status_code == 200
+    waiter.join(timeout=20)
+    assert results[0].get_json()["status"] == "cancelled"
+    assert open_waits(backend_settings) == 0
+
+
 def test_a_tenant_past_its_share_of_open_jobs_gets_429_and_others_do_not(
     backend_settings: Settings,
 ) -> None:

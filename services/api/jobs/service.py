@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -326,15 +328,30 @@ def load_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> Job | None:
         )
 
 
-def wait_for_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID, wait_s: float) -> Job | None:
-    """The job, once it is terminal or ``wait_s`` has passed, whichever comes first."""
+def wait_for_job(
+    ctx: ApiContext,
+    caller: Caller,
+    job_id: uuid.UUID,
+    wait_s: float,
+    *,
+    hold_slot: Callable[[], AbstractContextManager[None]] | None = None,
+) -> Job | None:
+    """The job, once it is terminal or ``wait_s`` has passed, whichever comes first.
+
+    ``hold_slot`` (one of the key's open-wait slots) is held only while the job is waited
+    for: a job that is finished (or missing) at the first look is answered at once, without
+    taking a slot (a database write and delete) or counting against the key's cap."""
     give_up_at = time.monotonic() + wait_s
     with ctx.job_events.subscribe(job_id) as finished:
-        intervals = ctx.job_events.poll_intervals()
-        while True:
-            job = load_job(ctx, caller, job_id)
-            remaining = give_up_at - time.monotonic()
-            if job is None or job.status.is_terminal or remaining <= 0:
-                return job
-            finished.wait(min(next(intervals), remaining))
-            finished.clear()
+        job = load_job(ctx, caller, job_id)
+        if job is None or job.status.is_terminal:
+            return job
+        with hold_slot() if hold_slot is not None else nullcontext():
+            intervals = ctx.job_events.poll_intervals()
+            while (remaining := give_up_at - time.monotonic()) > 0:
+                finished.wait(min(next(intervals), remaining))
+                finished.clear()
+                job = load_job(ctx, caller, job_id)
+                if job is None or job.status.is_terminal:
+                    return job
+            return job

@@ -90,8 +90,9 @@ def get_job(job_id: str) -> Response:
     parsed = parse_job_id(job_id)
     wait = parse_wait(ctx.settings.max_long_poll_s)
     if wait:
-        with hold_wait_slot(wait):
-            job = wait_for_job(ctx, current_caller(), parsed, wait)
+        job = wait_for_job(
+            ctx, current_caller(), parsed, wait, hold_slot=lambda: hold_wait_slot(wait)
+        )
     else:
         job = load_job(ctx, current_caller(), parsed)
     if job is None:
