@@ -22,7 +22,7 @@ from sqlalchemy import (
     update,
 )
 
-from shared.db.engine import autocommit, dialect_name, transaction
+from shared.db.engine import autocommit, transaction, writes_in_with_clauses
 from shared.db.models import ApiKey, Job, JobStatus, Message, Tenant, utcnow
 from shared.messaging.schemas import ChatTurn
 
@@ -65,7 +65,7 @@ def claim_with_transcripts(
         return ClaimedJobs({}, {})
     parameters = {"job_ids": list(session_by_job), "now": utcnow()}
     wants_history = any(session_id is not None for session_id in session_by_job.values())
-    one_statement = dialect_name(database_url) == "postgresql"
+    one_statement = writes_in_with_clauses(database_url)
     scope = transaction if wants_history or not one_statement else autocommit
     with scope(database_url) as connection:
         if one_statement:

@@ -200,9 +200,11 @@ def autocommit(url: str) -> Iterator[Connection]:
         yield connection
 
 
-def dialect_name(url: str) -> str:
-    """``postgresql`` or ``sqlite``: what the process's engine for ``url`` speaks."""
-    return get_engine(url).dialect.name
+def writes_in_with_clauses(url: str) -> bool:
+    """Whether the database at ``url`` runs a statement that changes rows in a WITH clause
+    (an INSERT or UPDATE … RETURNING as a CTE): Postgres does, SQLite does not. Where it
+    does, several writes go in one statement and one round trip."""
+    return get_engine(url).dialect.name == "postgresql"
 
 
 @contextmanager

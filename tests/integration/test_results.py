@@ -133,10 +133,7 @@ def test_a_claim_carries_the_tenants_current_knowledge_version(
 def test_a_claim_reads_the_history_of_the_sessions_it_runs(backend_settings: Settings) -> None:
     url = backend_settings.database_url
     key = create_api_key(url, "shop")
-    first = make_job(url, key.id, session_external_id="customer-9", query="I am Ann.")
-    record_outcome(backend_settings, completed_outcome(first.id, "Hello Ann!"))
-    with session_scope(url) as session:
-        session_id = session.get(Job, first.id).session_id
+    session_id = stored_exchange(backend_settings, key.id, "customer-9", "I am Ann.", "Hello Ann!")
     follow_up = make_job(url, key.id, query="Who am I?")
     finished = make_job(url, key.id, status=JobStatus.COMPLETED)
 
@@ -151,6 +148,18 @@ def test_a_claim_reads_the_history_of_the_sessions_it_runs(backend_settings: Set
     # a session whose job does not run is not read
     skipped = claim_with_transcripts(url, {finished.id: session_id})
     assert skipped.transcripts == {}
+
+
+def stored_exchange(
+    settings: Settings, key_id: uuid.UUID, session_name: str, question: str, answer: str
+) -> uuid.UUID:
+    """A session with one finished exchange in its transcript; the session's id."""
+    job = make_job(settings.database_url, key_id, session_external_id=session_name, query=question)
+    record_outcome(settings, completed_outcome(job.id, answer))
+    with session_scope(settings.database_url) as session:
+        session_id = session.get(Job, job.id).session_id
+    assert session_id is not None
+    return session_id
 
 
 def knowledge_version(url: str, tenant_id: uuid.UUID) -> int:
@@ -170,10 +179,7 @@ def key_tenant_id(url: str, key_id: uuid.UUID) -> uuid.UUID:
 def test_a_sessions_transcript_is_read_back_in_order(backend_settings: Settings) -> None:
     url = backend_settings.database_url
     key = create_api_key(url, "shop")
-    job = make_job(url, key.id, session_external_id="customer-7", query="I am Sam.")
-    record_outcome(backend_settings, completed_outcome(job.id, "Hello Sam!"))
-    with session_scope(url) as session:
-        session_id = session.get(Job, job.id).session_id
+    session_id = stored_exchange(backend_settings, key.id, "customer-7", "I am Sam.", "Hello Sam!")
     turns = load_session_turns(url, [session_id])[session_id]
     assert [(t.role, t.content) for t in turns] == [
         ("user", "I am Sam."),

@@ -22,7 +22,7 @@ from services.api.jobs.protocol import JobCreate
 from services.api.outbox import insert_with_job
 from services.api.problems import Problem, ProblemType
 from shared.config import Settings
-from shared.db.engine import autocommit, dialect_name, session_scope, transaction
+from shared.db.engine import autocommit, session_scope, transaction, writes_in_with_clauses
 from shared.db.models import ChatSession, Job, JobStatus, utcnow
 from shared.db.notifications import notify_job_finished
 from shared.logs import job_context
@@ -55,8 +55,6 @@ _NEW_JOB_COLUMNS = (
 # name: a column missing from the parameters is an error, not a silent default.
 _INSERT_JOB = insert(Job).values({column: bindparam(column) for column, _ in _NEW_JOB_COLUMNS})
 _INSERT_JOB_AND_REQUEST = insert_with_job(_INSERT_JOB)
-# where the job and its request can be stored in one statement (services/api/outbox.py)
-_ONE_STATEMENT_DIALECTS = frozenset({"postgresql"})
 
 
 @dataclass(frozen=True)
@@ -156,7 +154,7 @@ def _store_and_publish(
     if (
         idempotency_key is None
         and not job_in.session_id
-        and dialect_name(ctx.settings.database_url) in _ONE_STATEMENT_DIALECTS
+        and writes_in_with_clauses(ctx.settings.database_url)
     ):
         stored = _store_in_one_statement(ctx, new)
     else:
