@@ -60,6 +60,11 @@ HTTP_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 JOBS_SUBMITTED = Counter("chatq_jobs_submitted", "Jobs accepted by the API (stored and queued)")
+JOB_WRITE_BATCH = Histogram(
+    "chatq_job_write_batch_size",
+    "Jobs an API process stored in one statement and one commit (group commit)",
+    buckets=BATCH_SIZE_BUCKETS,
+)
 
 # --- inference workers -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from services.api.feedback.views import blueprint as feedback_blueprint
 from services.api.health.views import blueprint as health_blueprint
 from services.api.intents.views import blueprint as intents_blueprint
 from services.api.job_events import JobEvents
+from services.api.jobs.service import new_job_writer
 from services.api.jobs.views import blueprint as jobs_blueprint
 from services.api.keys.views import blueprint as keys_blueprint
 from services.api.knowledge.views import blueprint as knowledge_blueprint
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         outbox=Outbox(settings),
         job_events=JobEvents(settings.database_url),
         queue_gate=QueueGate(settings),
+        new_jobs=new_job_writer(settings),
     )
     install_request_log(app)
     install_request_metrics(app)

@@ -8,6 +8,7 @@ from flask import current_app
 
 from services.api.backpressure import QueueGate
 from services.api.job_events import JobEvents
+from services.api.jobs.group_commit import GroupCommit
 from services.api.outbox import Outbox
 from shared.config import Settings
 
@@ -20,6 +21,7 @@ class ApiContext:
     outbox: Outbox
     job_events: JobEvents
     queue_gate: QueueGate
+    new_jobs: GroupCommit
 
 
 def api_context() -> ApiContext:

@@ -3,7 +3,9 @@
 - **Store.** ``Outbox.add`` puts the request (the outbox row) in the transaction that stores the
   job: the job is accepted once that commits. On Postgres a job that needs nothing read first
   is stored with its request in one statement instead (``insert_with_job``,
-  ``Outbox.add_with_job``): as atomic, in one round trip where the transaction takes four.
+  ``Outbox.with_job``): as atomic, in one round trip where the transaction takes four; the
+  jobs that concurrent requests submit share that statement and its commit
+  (``services/api/jobs/group_commit.py``).
 - **Publish.** ``Outbox.publish`` then sends it with publisher confirms. A confirmed row is only
   a leftover; ``ConfirmedRows`` deletes those in batches from a thread, off the request path
   (deleting in the request would cost a second transaction per submit).
@@ -103,28 +105,20 @@ class Outbox:
         )
         return row_id
 
-    def add_with_job(
-        self,
-        connection: Connection,
-        statement: Insert,
-        job_row: dict[str, Any],
-        payload: dict[str, Any],
-        now: datetime,
-    ) -> uuid.UUID:
-        """Store a job (its columns: ``job_row``) and its request with ``statement``, made by
-        ``insert_with_job``; the row's id. On a connection outside a transaction the statement
-        commits on its own: the job is accepted once this returns."""
+    def with_job(
+        self, job_row: dict[str, Any], payload: dict[str, Any], now: datetime
+    ) -> tuple[dict[str, Any], uuid.UUID]:
+        """The parameters of an ``insert_with_job`` statement storing a job (the job's
+        columns: ``job_row``) and its request's, and the request row's id. Nothing is stored:
+        the job is accepted once the statement holding these has committed."""
         row_id = uuid.uuid4()
-        connection.execute(
-            statement,
-            {
-                **job_row,
-                "outbox_id": row_id,
-                "outbox_payload": payload,
-                "outbox_next_attempt_at": self._held_until(now),
-            },
-        )
-        return row_id
+        parameters = {
+            **job_row,
+            "outbox_id": row_id,
+            "outbox_payload": payload,
+            "outbox_next_attempt_at": self._held_until(now),
+        }
+        return parameters, row_id
 
     def _held_until(self, now: datetime) -> datetime:
         # the storing process's own lease: the relay leaves the row alone meanwhile

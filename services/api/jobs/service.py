@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 
 from services.api.auth import Caller
 from services.api.context import ApiContext
+from services.api.jobs.group_commit import GroupCommit
 from services.api.jobs.protocol import JobCreate
 from services.api.outbox import insert_with_job
 from services.api.problems import Problem, ProblemType
 from shared.config import Settings
-from shared.db.engine import autocommit, session_scope, transaction, writes_in_with_clauses
+from shared.db.engine import session_scope, transaction, writes_in_with_clauses
 from shared.db.models import ChatSession, Job, JobStatus, utcnow
 from shared.db.notifications import notify_job_finished
 from shared.logs import job_context
@@ -55,6 +56,11 @@ _NEW_JOB_COLUMNS = (
 # name: a column missing from the parameters is an error, not a silent default.
 _INSERT_JOB = insert(Job).values({column: bindparam(column) for column, _ in _NEW_JOB_COLUMNS})
 _INSERT_JOB_AND_REQUEST = insert_with_job(_INSERT_JOB)
+
+
+def new_job_writer(settings: Settings) -> GroupCommit:
+    """The API process's group commit of jobs that need nothing read first."""
+    return GroupCommit(settings.database_url, _INSERT_JOB_AND_REQUEST)
 
 
 @dataclass(frozen=True)
@@ -174,13 +180,12 @@ def _store_and_publish(
 
 def _store_in_one_statement(ctx: ApiContext, new: _NewSubmission) -> _Stored:
     """A job with nothing to read first (no Idempotency-Key, no session): the job and its
-    request in one statement, committed on its own."""
+    request in one statement, shared with the jobs other requests of this process are
+    submitting now, and one commit (``group_commit.py``)."""
     job = _new_job(new, None)
     payload = _inference_request(ctx.settings, job, new)
-    with autocommit(ctx.settings.database_url) as connection:
-        outbox_id = ctx.outbox.add_with_job(
-            connection, _INSERT_JOB_AND_REQUEST, _job_row(job), payload, new.now
-        )
+    parameters, outbox_id = ctx.outbox.with_job(_job_row(job), payload, new.now)
+    ctx.new_jobs.write(parameters)  # with the other requests' waiting now, in one commit
     return _Stored(job, payload, outbox_id)
 
 
