@@ -33,6 +33,8 @@ def _prepare_metrics_directory() -> None:
 
 _prepare_metrics_directory()
 
+logger_class = "services.api.gunicorn_worker.ApiLogger"
+
 # gunicorn's own lines (master and workers: starting, booting, timeouts) in chatq's format:
 # one JSON object per line like every other line of the stack, not plain text among them. Its
 # access lines are dropped: the API writes its own (services/api/request_log.py), with the

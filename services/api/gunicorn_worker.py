@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 from gunicorn import util
+from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -79,3 +80,13 @@ class GeventApiWorker(_ProblemRefusals, GeventWorker):
 
 class ThreadApiWorker(_ProblemRefusals, ThreadWorker):
     """gunicorn's gthread worker answering its refusals with problem+json."""
+
+
+class ApiLogger(Logger):
+    """gunicorn's logger without access lines. The API writes its own (request_log.py, with the
+    request id and the time taken); gunicorn's went to a logger that drops them, but with a
+    logging configuration set gunicorn still built each line's fields first: 2.4 % of an API
+    process's CPU under a stream of submits."""
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None
