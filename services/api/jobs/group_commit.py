@@ -1,11 +1,11 @@
 """Group commit for submitted jobs: the jobs that concurrent requests of one API process want
-stored go to the database together, in one statement and one commit.
+stored go to the database together, in one transaction and one commit.
 
 Why: under load each submit was its own statement and its own commit, so every job paid a
 connection checkout, a round trip, a WAL flush (``fdatasync``) and the Python work of one
 statement. A writer thread takes whatever requests are waiting (nothing is held back to wait
 for company: a lone request is written at once, and the next ones gather while it is), stores
-their rows with one multi-row statement and answers them. A request returns only once the
+their rows in one transaction and answers them. A request returns only once the
 statement holding its row has committed, so nothing acknowledged can be lost.
 
 If a batch fails (a constraint one row breaks: its API key was just deleted, say), nothing of
@@ -34,7 +34,7 @@ from shared.metrics import JOB_WRITE_BATCH
 log = get_logger(__name__)
 
 MAX_BATCH = 32
-"""Most rows in one statement: more than one API process has requests in flight at once."""
+"""Most rows in one transaction: more than one API process has requests in flight at once."""
 
 
 class WriteAlone(Exception):
@@ -70,6 +70,11 @@ class GroupCommit:
             self.write_alone(parameters)
         elif pending.error is not None:
             raise pending.error
+
+    @property
+    def waiting(self) -> int:
+        """Rows handed to ``write`` that the writer has not taken yet."""
+        return self._waiting.qsize()
 
     def write_alone(self, parameters: dict[str, Any]) -> None:
         """Store one row with a statement of its own, committed on its own."""
