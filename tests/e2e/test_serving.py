@@ -14,6 +14,7 @@ import socket
 import stat
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from gunicorn.ctl.client import ControlClient
 
 from chatq.serving_probe import LongPollFlood, Slowloris
 from chatq.stack import HEADER_READ_TIMEOUT_S, LIMIT_REQUEST_FIELDS, LIMIT_REQUEST_LINE
+from services.api.gunicorn_config import KEEPALIVE_REQUESTS
 from shared.api_keys import create_api_key
 from shared.db.engine import dispose_engine
 from tests.conftest import BACKENDS, NamespaceFactory, RunningStack, start_stack
@@ -107,6 +109,36 @@ def raw_request(running: RunningStack, request: bytes) -> tuple[int, dict[str, s
         for name, _, value in (line.partition(":") for line in header_lines)
     }
     return int(status_line.split()[1]), headers, body
+
+
+def read_response(stream: Any) -> tuple[int, dict[str, str]]:
+    """One response from a keep-alive connection's stream: its status and headers (the body,
+    of ``Content-Length`` bytes, is read and dropped)."""
+    status = int(stream.readline().split()[1])
+    headers = {}
+    while (line := stream.readline().decode("latin-1").strip()) != "":
+        name, _, value = line.partition(":")
+        headers[name.lower()] = value.strip()
+    stream.read(int(headers["content-length"]))
+    return status, headers
+
+
+def test_a_keep_alive_connection_is_closed_after_its_share_of_requests(
+    running: RunningStack,
+) -> None:
+    """So that its client reconnects, and the API process less busy takes it: connections
+    opened at once would otherwise stay with whichever process accepted them."""
+    address = (running.settings.api_host, running.settings.api_port)
+    with socket.create_connection(address) as conn, conn.makefile("rb") as stream:
+        conn.settimeout(30)
+        closes = []
+        for _ in range(KEEPALIVE_REQUESTS):
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers = read_response(stream)
+            assert status == 200
+            closes.append(headers.get("connection", "").lower() == "close")
+        assert closes == [False] * (KEEPALIVE_REQUESTS - 1) + [True]
+        assert stream.read() == b""  # and the server did close it
 
 
 @pytest.mark.parametrize(
