@@ -4,7 +4,7 @@
   job: the job is accepted once that commits. On Postgres a job that needs nothing read first
   is stored with its request in one statement instead (``insert_with_job``,
   ``Outbox.with_job``): as atomic, in one round trip where the transaction takes four; the
-  jobs that concurrent requests submit share that statement and its commit
+  jobs that concurrent requests submit share one transaction and its commit
   (``services/api/jobs/group_commit.py``).
 - **Publish.** ``Outbox.publish`` then sends it with publisher confirms. A confirmed row is only
   a leftover; ``ConfirmedRows`` deletes those in batches from a thread, off the request path

@@ -138,6 +138,24 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
         time.sleep(0.01)
 
 
+def one_then_a_batch(
+    settings: Settings, writer: GroupCommit, first: dict[str, Any], batch: list[dict[str, Any]]
+) -> list[Any]:
+    """Write ``first`` and, while the writer waits on its insert, every row of ``batch``
+    (each from a thread of its own, so they queue up together); what each write raised, in
+    that order, once all have returned."""
+    with inserts_held(settings):
+        threads, errors = in_threads([lambda: writer.write(first)])
+        wait_until(lambda: insert_waiting(settings))  # the writer took it, and waits
+        more, more_errors = in_threads([lambda row=row: writer.write(row) for row in batch])
+        wait_until(lambda: writer.waiting == len(batch))
+        assert all(thread.is_alive() for thread in threads + more)  # nothing answered yet
+    for thread in threads + more:
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    return errors + more_errors
+
+
 def test_requests_waiting_while_a_statement_runs_share_the_next_commit(
     postgres_settings: Settings,
 ) -> None:
@@ -145,15 +163,8 @@ def test_requests_waiting_while_a_statement_runs_share_the_next_commit(
     tenant_id, key_id = new_key(settings)
     writer = new_job_writer(settings)
     rows = [job_parameters(settings, tenant_id, key_id) for _ in range(5)]
-    with inserts_held(settings):
-        first, first_errors = in_threads([lambda: writer.write(rows[0])])
-        wait_until(lambda: insert_waiting(settings))  # the writer took it, and waits
-        rest, rest_errors = in_threads([lambda row=row: writer.write(row) for row in rows[1:]])
-        wait_until(lambda: writer.waiting == 4)
-        assert all(thread.is_alive() for thread in first + rest)  # nothing answered yet
-    for thread in first + rest:
-        thread.join(timeout=10)
-    assert first_errors + rest_errors == [None] * 5
+    errors = one_then_a_batch(settings, writer, rows[0], rows[1:])
+    assert errors == [None] * 5
     transactions = inserted_by(settings, [row["id"] for row in rows])
     assert len(transactions) == 5
     assert len({transactions[row["id"]] for row in rows[1:]}) == 1  # one commit for four
@@ -178,16 +189,9 @@ def test_a_bad_row_fails_alone_and_the_rest_of_its_batch_is_stored(
     blocker = job_parameters(settings, tenant_id, key_id)
     good = [job_parameters(settings, tenant_id, key_id) for _ in range(3)]
     bad = job_parameters(settings, tenant_id, uuid.uuid4())  # an API key that is not there
-    with inserts_held(settings):
-        first, _ = in_threads([lambda: writer.write(blocker)])
-        wait_until(lambda: insert_waiting(settings))
-        batch = [*good[:2], bad, good[2]]
-        threads, errors = in_threads([lambda row=row: writer.write(row) for row in batch])
-        wait_until(lambda: writer.waiting == 4)
-    for thread in first + threads:
-        thread.join(timeout=10)
-    assert [error is None for error in errors] == [True, True, False, True]
-    assert isinstance(errors[2], IntegrityError)  # the bad row's own error, to its request
+    errors = one_then_a_batch(settings, writer, blocker, [*good[:2], bad, good[2]])
+    assert [error is None for error in errors] == [True, True, True, False, True]
+    assert isinstance(errors[3], IntegrityError)  # the bad row's own error, to its request
     stored = inserted_by(settings, [row["id"] for row in [blocker, *good, bad]])
     assert set(stored) == {row["id"] for row in [blocker, *good]}
 
@@ -196,7 +200,7 @@ def test_a_failed_statement_does_not_stop_the_writer(postgres_settings: Settings
     """The failure reaches its request, and the next request is stored."""
     settings = postgres_settings
     tenant_id, key_id = new_key(settings)
-    writer: GroupCommit = new_job_writer(settings)
+    writer = new_job_writer(settings)
     broken = job_parameters(settings, tenant_id, key_id)
     broken["created_at"] = "not a time"
     with pytest.raises(StatementError, match=r"created_at|timestamp|datetime"):

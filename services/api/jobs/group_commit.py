@@ -34,7 +34,7 @@ from shared.metrics import JOB_WRITE_BATCH
 log = get_logger(__name__)
 
 MAX_BATCH = 32
-"""Most rows in one transaction: more than one API process has requests in flight at once."""
+"""Most rows in one transaction: above the requests one API process has in flight at once."""
 
 
 class WriteAlone(Exception):
@@ -67,7 +67,7 @@ class GroupCommit:
         self._waiting.put(pending)
         pending.done.wait()
         if isinstance(pending.error, WriteAlone):
-            self.write_alone(parameters)
+            self._write_alone(parameters)
         elif pending.error is not None:
             raise pending.error
 
@@ -76,7 +76,7 @@ class GroupCommit:
         """Rows handed to ``write`` that the writer has not taken yet."""
         return self._waiting.qsize()
 
-    def write_alone(self, parameters: dict[str, Any]) -> None:
+    def _write_alone(self, parameters: dict[str, Any]) -> None:
         """Store one row with a statement of its own, committed on its own."""
         with autocommit(self.database_url) as connection:
             connection.execute(self.statement, parameters)
