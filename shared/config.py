@@ -290,7 +290,8 @@ class Settings(BaseSettings):
 
     # --- messaging ---------------------------------------------------------------------------
     broker_polling_interval_s: float = Field(0.02, gt=0, le=10)
-    """Polling interval of the embedded broker (kombu's 1 s default adds a second per hop)."""
+    """The longest an embedded-broker consumer waits between looks (kombu's 1 s default added a
+    second per hop); a publish rings its consumers' doorbell, so it bounds a lost ring's wait."""
     outbox_relay_interval_s: float = Field(2.0, gt=0, le=3600)
     """How often each API process's outbox relay publishes jobs whose publish did not confirm."""
     outbox_grace_s: float = Field(10.0, ge=0, le=3600)

@@ -3,8 +3,10 @@
 One watcher per API process wakes every request waiting for a job, however many wait:
 - on Postgres, post-processing sends ``NOTIFY chatq_jobs, '<job id>'`` in the transaction that
   stores the result, and the watcher ``LISTEN``s;
-- SQLite has no notifications: the watcher asks, every ``SQLITE_WATCH_S``, which of the jobs
-  being waited for are finished, in one query for all of them (50 waits cost one query, not 50).
+- SQLite has no notifications: the watcher asks which of the jobs being waited for are
+  finished, in one query for all of them (50 waits cost one query, not 50), whenever the
+  database's job-finished doorbell rings (``shared/db/notifications.py``), and at the latest
+  every ``SQLITE_WATCH_S``.
 
 Notifications sent while the listener reconnects are lost: once it listens again it wakes
 every waiter to re-read its job. Waiters also re-read every ``SAFETY_POLL_S`` whatever happens;
@@ -26,7 +28,7 @@ from sqlalchemy.engine import make_url
 
 from shared.db.engine import create_db_engine
 from shared.db.models import TERMINAL_STATUSES, Job
-from shared.db.notifications import JOB_FINISHED_CHANNEL
+from shared.db.notifications import JOB_FINISHED_CHANNEL, job_finished_bell
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -104,6 +106,10 @@ class JobEvents:
     def _poll_sqlite(self) -> None:
         # plain reads: the application's engine would take SQLite's write lock for each one
         engine = create_db_engine(self._database_url, immediate_transactions=False)
+        # bound before the first look: a ring after a look waits in its socket for the next
+        bell = job_finished_bell(make_url(self._database_url).database).listen()
+        if bell is not None:
+            bell.subscribe()
         self.watching.set()
         while True:
             self._someone_waits.wait()
@@ -122,7 +128,10 @@ class JobEvents:
                             self._wake(job_id)
             except Exception as error:
                 log.warning("job_events_poll_failed", error=repr(error))
-            threading.Event().wait(SQLITE_WATCH_S)
+            if bell is None:
+                threading.Event().wait(SQLITE_WATCH_S)
+            else:
+                bell.wait(SQLITE_WATCH_S)
 
     def _wake_payload(self, payload: str) -> None:
         try:

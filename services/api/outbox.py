@@ -45,7 +45,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from shared.config import Settings
-from shared.db.engine import session_scope, transaction
+from shared.db.engine import autocommit, session_scope
 from shared.db.models import OutboxMessage, utcnow
 from shared.logs import get_logger
 from shared.messaging.broker import broker_connection, publish_inference_request
@@ -291,7 +291,8 @@ class ConfirmedRows:
                 except queue.Empty:
                     break
             if ids:
-                with transaction(self.database_url) as connection:
+                # one statement: atomic without a transaction around it
+                with autocommit(self.database_url) as connection:
                     connection.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
             return len(ids)
 

@@ -208,6 +208,20 @@ def writes_in_with_clauses(url: str) -> bool:
 
 
 @contextmanager
+def read_session(url: str) -> Iterator[Session]:
+    """A session for reading, outside any transaction: each query is one statement with a
+    snapshot of its own, without the BEGIN and COMMIT round trips around it (two of a lone
+    read's three). On SQLite it does not take the write lock either. It must not write:
+    nothing it holds is flushed or committed."""
+    with autocommit(url) as connection:
+        session = Session(bind=connection, autoflush=False, expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            session.close()
+
+
+@contextmanager
 def session_scope(url: str) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
     session = get_session_factory(url)()

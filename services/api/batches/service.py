@@ -50,7 +50,7 @@ from shared.batch_completion import OPEN_BATCH_STATUSES, finish_batch_if_done
 from shared.batch_view import BatchView, count_jobs_by_status
 from shared.db.engine import session_scope
 from shared.db.models import Batch, BatchStatus, ChatSession, Job, JobStatus, utcnow
-from shared.db.notifications import JOB_FINISHED_CHANNEL
+from shared.db.notifications import JOB_FINISHED_CHANNEL, ring_job_finished_after_commit
 from shared.logs import get_logger
 from shared.metrics import JOBS_SUBMITTED
 
@@ -384,8 +384,12 @@ def cancel_batch(ctx: ApiContext, caller: Caller, batch_id: uuid.UUID) -> BatchS
 
 
 def _notify_jobs_finished(session: Session, job_ids: list[uuid.UUID]) -> None:
-    """Wake the long-polls of these jobs (Postgres: one statement per chunk of ids)."""
-    if not job_ids or session.get_bind().dialect.name != "postgresql":
+    """Wake the long-polls of these jobs (Postgres: one statement per chunk of ids; SQLite:
+    the job-finished doorbell, once committed)."""
+    if not job_ids:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        ring_job_finished_after_commit(session)
         return
     for start in range(0, len(job_ids), LOOKUP_CHUNK):
         chunk = job_ids[start : start + LOOKUP_CHUNK]

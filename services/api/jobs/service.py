@@ -23,7 +23,7 @@ from services.api.jobs.protocol import JobCreate
 from services.api.outbox import insert_with_job
 from services.api.problems import Problem, ProblemType
 from shared.config import Settings
-from shared.db.engine import session_scope, transaction, writes_in_with_clauses
+from shared.db.engine import read_session, session_scope, transaction, writes_in_with_clauses
 from shared.db.models import ChatSession, Job, JobStatus, utcnow
 from shared.db.notifications import notify_job_finished
 from shared.logs import job_context
@@ -325,7 +325,7 @@ def cancel_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> Job | None
 
 
 def load_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> Job | None:
-    with session_scope(ctx.settings.database_url) as session:
+    with read_session(ctx.settings.database_url) as session:
         return session.scalar(
             select(Job).where(Job.id == job_id, Job.tenant_id == caller.tenant_id)
         )
