@@ -125,7 +125,7 @@ class Transport(kombu_sqla.Transport):
         self._listening = False
 
     def drain_events(self, connection: Any, timeout: float | None = None, **_kwargs: Any) -> None:
-        """kombu's loop (one message, or ``socket.timeout`` once ``timeout`` has passed),
+        """kombu's loop (one message, or ``TimeoutError`` once ``timeout`` has passed),
         waiting for the doorbell between empty looks instead of sleeping."""
         started = time.monotonic()
         interval = self.polling_interval
