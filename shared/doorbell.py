@@ -54,6 +54,7 @@ def _sending_socket() -> socket.socket:
         if _sender is None:
             _sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             _sender.setblocking(False)
+            atexit.register(_sender.close)
         return _sender
 
 
