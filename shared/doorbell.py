@@ -34,13 +34,16 @@ import socket
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from shared.logs import get_logger
 
 log = get_logger(__name__)
 
 _SUFFIX = ".sock"
+T = TypeVar("T")
 
 
 _sender: socket.socket | None = None
@@ -105,19 +108,12 @@ class Doorbell:
         without one."""
         if not hasattr(socket, "AF_UNIX"):
             return None
-        name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}{_SUFFIX}"
-        for attempt in range(2):
-            try:
-                self.folder.mkdir(mode=0o700, exist_ok=True)
-                return BellListener(self, self.folder / name)
-            except FileNotFoundError:
-                if attempt == 0:
-                    continue  # the last listener removed the folder meanwhile: make it again
-                raise
-            except OSError as error:
-                log.warning("doorbell_unavailable", folder=str(self.folder), error=repr(error))
-                return None
-        return None
+        path = self.folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}{_SUFFIX}"
+        try:
+            return _made_in(self.folder, lambda: BellListener(self, path))
+        except OSError as error:
+            log.warning("doorbell_unavailable", folder=str(self.folder), error=repr(error))
+            return None
 
 
 class BellListener:
@@ -145,20 +141,16 @@ class BellListener:
             return
         folder = self.bell.topic_folder(topic)
         entry = folder / self.path.name
-        for attempt in range(2):
-            try:
-                folder.mkdir(mode=0o700, exist_ok=True)
-                with contextlib.suppress(FileExistsError):
-                    entry.symlink_to(self.path)
-                break
-            except FileNotFoundError:
-                if attempt == 0:
-                    continue  # a closing listener removed the empty folder meanwhile
-                log.warning("doorbell_subscribe_failed", topic=topic, error="folder removed")
-                return
-            except OSError as error:  # this topic is polled without a bell
-                log.warning("doorbell_subscribe_failed", topic=topic, error=repr(error))
-                return
+
+        def link() -> None:
+            with contextlib.suppress(FileExistsError):
+                entry.symlink_to(self.path)
+
+        try:
+            _made_in(folder, link)
+        except OSError as error:  # this topic is polled without a bell
+            log.warning("doorbell_subscribe_failed", topic=topic, error=repr(error))
+            return
         self._entries[topic] = entry
 
     def unsubscribe(self, topic: str) -> None:
@@ -190,6 +182,17 @@ class BellListener:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         _remove_if_empty(self.path.parent)
+
+
+def _made_in(folder: Path, make: Callable[[], T]) -> T:
+    """``make()`` (a socket or an entry in ``folder``), the folder made first; once more if a
+    closing listener removed the folder, empty, in between. Raises ``OSError``."""
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        return make()
+    except FileNotFoundError:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        return make()
 
 
 def _remove_if_empty(folder: Path) -> None:
