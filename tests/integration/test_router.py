@@ -208,6 +208,83 @@ def test_a_follow_up_is_answered_with_the_conversation(
     assert "3 pm" in outcome.response
 
 
+CANCEL_ANSWER = (
+    "You can cancel free of charge before your order ships: open My Orders and select Cancel "
+    "order. Once the order has shipped it can no longer be cancelled, but you can refuse the "
+    "parcel or return it within 7 days of delivery."
+)
+
+
+def add_cancel_faq(url: str, key: IssuedKey) -> None:
+    with session_scope(url) as session:
+        store.put_faq(
+            session,
+            store.tenant_by_name(session, key.tenant).id,
+            "cancel-order",
+            FaqIn(question="How do I cancel my order?", answer=CANCEL_ANSWER, lang="en"),
+        )
+
+
+def test_a_follow_up_about_what_the_customer_was_just_told_gets_that_sentence_again(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    add_cancel_faq(url, key)
+    history = [("user", "I want to cancel my order."), ("assistant", CANCEL_ANSWER)]
+    outcome = completed(ask(processor, url, key, "it already shipped yesterday though", history))
+    assert outcome.route == "faq"
+    assert outcome.response == (
+        "Once the order has shipped it can no longer be cancelled, but you can refuse the "
+        "parcel or return it within 7 days of delivery."
+    )
+    assert [(s.kind, s.id) for s in outcome.sources] == [("faq", "cancel-order")]
+
+    # an intent's fixed answer is the tenant's own words too
+    hours = (
+        "Our customer service answers every day from 9:00 to 21:00, weekends included. "
+        "Our phone line is 400-800-1234."
+    )
+    with session_scope(url) as session:
+        store.put_intent(
+            session,
+            store.tenant_by_name(session, key.tenant).id,
+            "hours",
+            IntentIn.model_validate(
+                {
+                    "examples": ["When are you open?", "What are your opening hours?"],
+                    "handler": {"type": "template", "answer": hours},
+                }
+            ),
+        )
+    # as the transcript gives it back: anonymised
+    stored = hours.replace("400-800-1234", "<PHONE_1>")
+    history = [("user", "When is your customer service open?"), ("assistant", stored)]
+    weekend = completed(ask(processor, url, key, "on weekends too?", history))
+    assert weekend.route == "rule"
+    assert weekend.response == (
+        "Our customer service answers every day from 9:00 to 21:00, weekends included."
+    )
+    assert [(s.kind, s.id) for s in weekend.sources] == [("intent", "hours")]
+    assert weekend.intent is None  # nothing was recognised: the answer was recalled
+
+
+def test_a_follow_up_never_recalls_words_that_were_not_the_tenants(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    add_cancel_faq(url, key)
+    # the model's paraphrase of the FAQ, not the FAQ's own words: nothing vouches for it
+    said = (
+        "Cancelling is free until it ships. Once your order has shipped it can no longer be "
+        "cancelled; just refuse the parcel at the door."
+    )
+    history = [("user", "I want to cancel my order."), ("assistant", said)]
+    outcome = completed(ask(processor, url, key, "it already shipped yesterday though", history))
+    assert "refuse the parcel at the door" not in outcome.response
+
+
 def test_a_knowledge_change_invalidates_cached_answers(
     backend_settings: Settings, processor: BatchProcessor
 ) -> None:

@@ -18,7 +18,7 @@ shared token at all, the passage's opening sentences are the answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 
 from shared.knowledge.text import lexical_tokens, split_sentences
@@ -88,15 +88,8 @@ def extract_answer(
         return cleaned
 
     sentences = _sentences(cleaned)
-    wanted = set(lexical_tokens(query))
-    overlaps = [len(wanted.intersection(lexical_tokens(s))) for _, s in sentences]
-    best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
-    cosines = [similarity(s) for _, s in sentences] if similarity is not None else []
-    if cosines and all(cosine is not None for cosine in cosines):
-        best = max(
-            range(len(sentences)),
-            key=lambda i: (cosines[i] or 0.0) + SEMANTIC_OVERLAP_WEIGHT * overlaps[i],
-        )
+    overlaps = _overlaps(query, sentences)
+    best = _best(sentences, overlaps, similarity)
     if len(sentences[best][1]) > max_chars:
         return _cut(sentences[best][1], max_chars)
 
@@ -114,6 +107,41 @@ def extract_answer(
             chosen.add(i)
             used += 1 + len(sentences[i][1])
     return _join([sentences[i] for i in sorted(chosen)])
+
+
+def best_sentence(
+    query: str,
+    sentences: Sequence[str],
+    similarity: Callable[[str], float | None] | None = None,
+) -> str | None:
+    """Of ``sentences`` (``passage_sentences`` of a text), the one ``extract_answer`` would
+    build its answer around, chosen the same way; None when there are none."""
+    numbered = list(enumerate(sentences))
+    if not numbered:
+        return None
+    return numbered[_best(numbered, _overlaps(query, numbered), similarity)][1]
+
+
+def _overlaps(query: str, sentences: list[tuple[int, str]]) -> list[int]:
+    """How many of the query's distinct lexical tokens each sentence holds."""
+    wanted = set(lexical_tokens(query))
+    return [len(wanted.intersection(lexical_tokens(s))) for _, s in sentences]
+
+
+def _best(
+    sentences: list[tuple[int, str]],
+    overlaps: list[int],
+    similarity: Callable[[str], float | None] | None,
+) -> int:
+    """The best sentence's index: by meaning, shared tokens deciding near-ties, where every
+    sentence's cosine is known; else by shared tokens alone, the earliest first."""
+    cosines = [similarity(s) for _, s in sentences] if similarity is not None else []
+    if cosines and all(cosine is not None for cosine in cosines):
+        return max(
+            range(len(sentences)),
+            key=lambda i: (cosines[i] or 0.0) + SEMANTIC_OVERLAP_WEIGHT * overlaps[i],
+        )
+    return max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
 
 
 def _join(sentences: list[tuple[int, str]]) -> str:

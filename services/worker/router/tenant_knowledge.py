@@ -82,6 +82,12 @@ class TenantKnowledge:
     # every chunk sentence's vector (as a passage): extractive answers pick a passage's sentence
     # by meaning; computed when the tenant is indexed, kept in memory only
     sentence_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    # each chunk sentence's chunk (the first that holds it): names the source of a sentence
+    # repeated from an earlier answer
+    sentence_chunks: dict[str, int] = field(default_factory=dict)
+    # FAQ and intent answers' sentences, embedded when first needed (a follow-up about what
+    # such an answer said); kept with this version of the knowledge
+    answer_sentence_vectors: dict[str, np.ndarray] = field(default_factory=dict)
     _chunk_languages: set[str] | None = None
 
     @property
@@ -314,11 +320,11 @@ class KnowledgeRegistry:
             matrix = np.vstack([block[0] for block in filled]).astype(np.float32)
             items = [IndexedText(_passage_text(r), r.lang) for r in records]
             knowledge.chunk_index = HybridIndex(items, matrix)
-            knowledge.sentence_vectors = {
-                sentence: vector
-                for record, block in zip(records, filled, strict=True)
-                for sentence, vector in zip(passage_sentences(record.text), block[1:], strict=True)
-            }
+            for position, (record, block) in enumerate(zip(records, filled, strict=True)):
+                sentences = passage_sentences(record.text)
+                for sentence, vector in zip(sentences, block[1:], strict=True):
+                    knowledge.sentence_vectors[sentence] = vector
+                    knowledge.sentence_chunks.setdefault(sentence, position)
 
     def _index_faq(self, knowledge: TenantKnowledge, rows: Sequence[FaqRow]) -> None:
         """Each entry's stored rows are its wordings' vectors (as queries: they are matched

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from services.worker.knowledge.extractive import clean_markdown, extract_answer
+from services.worker.knowledge.extractive import (
+    best_sentence,
+    clean_markdown,
+    extract_answer,
+    passage_sentences,
+)
 
 RETURNS = (
     "## Returns\n\n"
@@ -98,3 +103,15 @@ def test_a_sentence_whose_cosine_is_unknown_leaves_the_choice_to_shared_words() 
         question, RETURNS, max_chars=120, similarity=lambda s: 0.9 if "Promo" in s else None
     )
     assert partly_known == by_words and "Refunds are issued" in by_words
+
+
+def test_the_best_sentence_alone_is_chosen_as_extract_answer_chooses_it() -> None:
+    question = "is there an expiry date on them?"
+    closest = "Gift cards are valid for three years and cannot be exchanged for cash."
+    sentences = passage_sentences(RETURNS)
+    assert closest in sentences
+    assert best_sentence(question, sentences, lambda s: 0.9 if s == closest else 0.8) == closest
+    by_words = best_sentence("when do refunds arrive", sentences)
+    assert by_words is not None and by_words.startswith("Refunds are issued")
+    assert by_words in extract_answer("when do refunds arrive", RETURNS, max_chars=120)
+    assert best_sentence("anything", []) is None
