@@ -1,8 +1,10 @@
 """Waking long-polls the moment a job finishes.
 
 One watcher per API process wakes every request waiting for a job, however many wait:
-- on Postgres, post-processing sends ``NOTIFY chatq_jobs, '<job id>'`` in the transaction that
-  stores the result, and the watcher ``LISTEN``s;
+- on Postgres, post-processing sends ``NOTIFY chatq_jobs, '<job id> <job JSON>'`` in the
+  transaction that stores the result (the job as the API shows it, when it fits in a
+  notification), and the watcher ``LISTEN``s: a waiter answers with that JSON, without
+  reading the job again;
 - SQLite has no notifications: the watcher asks which of the jobs being waited for are
   finished, in one query for all of them (50 waits cost one query, not 50), whenever the
   database's job-finished doorbell rings (``shared/db/notifications.py``), and at the latest
@@ -28,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from shared.db.engine import create_db_engine
 from shared.db.models import TERMINAL_STATUSES, Job
-from shared.db.notifications import JOB_FINISHED_CHANNEL, job_finished_bell
+from shared.db.notifications import JOB_FINISHED_CHANNEL, job_finished_bell, parse_notification
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -47,7 +49,7 @@ class JobEvents:
             if url.get_backend_name() == "postgresql"
             else None
         )
-        self._waiting: dict[uuid.UUID, set[threading.Event]] = defaultdict(set)
+        self._waiting: dict[uuid.UUID, set[JobFinished]] = defaultdict(set)
         self._lock = threading.Lock()
         self._someone_waits = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -59,9 +61,9 @@ class JobEvents:
         return self._conninfo is not None
 
     @contextmanager
-    def subscribe(self, job_id: uuid.UUID) -> Iterator[threading.Event]:
+    def subscribe(self, job_id: uuid.UUID) -> Iterator[JobFinished]:
         """An event set when ``job_id`` finishes (register before reading the job)."""
-        event = threading.Event()
+        event = JobFinished()
         with self._lock:
             self._waiting[job_id].add(event)
             self._someone_waits.set()
@@ -134,11 +136,9 @@ class JobEvents:
                 bell.wait(SQLITE_WATCH_S)
 
     def _wake_payload(self, payload: str) -> None:
-        try:
-            job_id = uuid.UUID(payload)
-        except ValueError:
-            return
-        self._wake(job_id)
+        parsed = parse_notification(payload)
+        if parsed is not None:
+            self._wake(*parsed)
 
     def _wake_everyone(self) -> None:
         with self._lock:
@@ -146,8 +146,19 @@ class JobEvents:
         for event in events:
             event.set()
 
-    def _wake(self, job_id: uuid.UUID) -> None:
+    def _wake(self, job_id: uuid.UUID, rendered: str | None = None) -> None:
         with self._lock:
             events = list(self._waiting.get(job_id, ()))
         for event in events:
+            if rendered is not None:
+                event.rendered = rendered
             event.set()
+
+
+class JobFinished(threading.Event):
+    """Set when the job waited for finishes; ``rendered`` is the finished job as the API shows
+    it (``JobView`` JSON), when its notification carried it: no need to read it again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rendered: str | None = None

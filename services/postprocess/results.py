@@ -145,7 +145,9 @@ def record_outcome(settings: Settings, outcome: InferenceOutcome) -> list[str]:
             deliveries += finish_batch_if_done(
                 session, job.batch_id, now, first_attempt_at=now + FIRST_ATTEMPT_LEASE
             )
-        notify_job_finished(session, job.id)
+        # the job as the API shows it rides in the notification (Postgres): a long-poll
+        # answers from it without reading the job again
+        notify_job_finished(session, job.id, lambda: JobView.from_job(job).model_dump_json())
         log.info("job_finished", job_id=str(job.id), status=job.status.value)
         finished = FinishedJob(job.status.value, job.route, job.timings, outcome.usage, job.handoff)
     observe_finished(finished)  # once committed: a rolled-back store is retried, not counted

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
@@ -19,15 +20,45 @@ from shared.doorbell import Doorbell
 
 JOB_FINISHED_CHANNEL = "chatq_jobs"
 
+# Postgres refuses a NOTIFY payload of 8000 bytes or more
+MAX_PAYLOAD_BYTES = 7999
+
 _RING_PENDING = "chatq_ring_job_finished"
 
 
-def notify_job_finished(session: Session, job_id: uuid.UUID) -> None:
-    """Queue a notification for ``job_id``, sent when the session's transaction commits."""
+def notify_job_finished(
+    session: Session, job_id: uuid.UUID, render: Callable[[], str] | None = None
+) -> None:
+    """Queue a notification for ``job_id``, sent when the session's transaction commits.
+
+    ``render`` gives the finished job as the API shows it (``JobView`` JSON). On Postgres it
+    rides in the notification when it fits, so that a long-poll answers from it instead of
+    reading the job again (one round trip and the rendering, on the path every waited job
+    takes); what the transaction commits is what it says."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_notify(JOB_FINISHED_CHANNEL, str(job_id))))
+        payload = notification_payload(job_id, render() if render is not None else None)
+        session.execute(select(func.pg_notify(JOB_FINISHED_CHANNEL, payload)))
     else:
         ring_job_finished_after_commit(session)
+
+
+def notification_payload(job_id: uuid.UUID, rendered: str | None) -> str:
+    """``"<job id>"``, or ``"<job id> <rendered job>"`` where that fits in a notification."""
+    if rendered is not None:
+        payload = f"{job_id} {rendered}"
+        if len(payload.encode()) <= MAX_PAYLOAD_BYTES:
+            return payload
+    return str(job_id)
+
+
+def parse_notification(payload: str) -> tuple[uuid.UUID, str | None] | None:
+    """The job id and the rendered job (None when it did not fit) of a payload; None for a
+    payload that names no job."""
+    head, _, rendered = payload.partition(" ")
+    try:
+        return uuid.UUID(head), rendered or None
+    except ValueError:
+        return None
 
 
 def ring_job_finished_after_commit(session: Session) -> None:

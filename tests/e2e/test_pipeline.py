@@ -105,6 +105,9 @@ def test_wait_returns_as_soon_as_the_job_finishes(client: httpx.Client) -> None:
     again = client.get(f"/v1/jobs/{job_id}", params={"wait": 40}).json()
     assert again["status"] == "completed"
     assert time.monotonic() - started < 20  # a finished job is not held at all
+    # the wait answered as its notification rendered the job (Postgres), the second look
+    # from the stored row: the same job either way
+    assert job == again
 
 
 def test_a_webhook_arrives_signed_and_verifies(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +14,9 @@ from sqlalchemy import func, select
 from services.api.app import create_app
 from shared.api_keys import IssuedKey, create_api_key
 from shared.config import Settings, get_settings
-from shared.db.engine import session_scope
+from shared.db.engine import dispose_engine, session_scope
 from shared.db.models import Tenant
+from tests.conftest import NamespaceFactory, backend_env, prepare_backend, settings_from_env
 
 
 @dataclass
@@ -60,3 +62,15 @@ def command_env(monkeypatch: pytest.MonkeyPatch, backend_settings: Settings) -> 
     get_settings.cache_clear()
     yield backend_settings
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def postgres_settings(
+    tmp_path: Path, server_namespace_factory: NamespaceFactory
+) -> Iterator[Settings]:
+    """A fresh backend on the real servers only, for what only Postgres does (batched
+    statements, notifications)."""
+    settings = settings_from_env(backend_env("servers", tmp_path, server_namespace_factory))
+    prepare_backend(settings)
+    yield settings
+    dispose_engine(settings.database_url)

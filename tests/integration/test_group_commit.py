@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,22 +23,10 @@ from services.api.jobs.service import new_job_writer
 from services.api.outbox import Outbox
 from shared.api_keys import create_api_key
 from shared.config import Settings
-from shared.db.engine import dispose_engine, get_engine, session_scope
+from shared.db.engine import get_engine, session_scope
 from shared.db.models import ApiKey, JobStatus, utcnow
-from tests.conftest import NamespaceFactory, backend_env, prepare_backend, settings_from_env
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def postgres_settings(
-    tmp_path: Path, server_namespace_factory: NamespaceFactory
-) -> Iterator[Settings]:
-    """Postgres only: SQLite stores a job and its request in two statements, not batched."""
-    settings = settings_from_env(backend_env("servers", tmp_path, server_namespace_factory))
-    prepare_backend(settings)
-    yield settings
-    dispose_engine(settings.database_url)
 
 
 def new_key(settings: Settings) -> tuple[uuid.UUID, uuid.UUID]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -331,6 +332,13 @@ def load_job(ctx: ApiContext, caller: Caller, job_id: uuid.UUID) -> Job | None:
         )
 
 
+@dataclass(frozen=True)
+class RenderedJob:
+    """A finished job as the API shows it (``JobView`` JSON), as its notification carried it."""
+
+    view: dict[str, Any]
+
+
 def wait_for_job(
     ctx: ApiContext,
     caller: Caller,
@@ -344,8 +352,37 @@ def wait_for_job(
     ``hold_slot`` (one of the key's open-wait slots) is held only while the job is waited
     for: a job that is finished (or missing) at the first look is answered at once, without
     taking a slot (a database write and delete) or counting against the key's cap."""
+    waited = _wait(ctx, caller, job_id, wait_s, hold_slot, rendered=False)
+    assert not isinstance(waited, RenderedJob)  # rendered=False: always the row
+    return waited
+
+
+def wait_for_job_view(
+    ctx: ApiContext,
+    caller: Caller,
+    job_id: uuid.UUID,
+    wait_s: float,
+    *,
+    hold_slot: Callable[[], AbstractContextManager[None]] | None = None,
+) -> Job | RenderedJob | None:
+    """As ``wait_for_job``, but a job that finishes while waited for is given as its
+    notification rendered it, where it did (Postgres): no second read of the row."""
+    return _wait(ctx, caller, job_id, wait_s, hold_slot, rendered=True)
+
+
+def _wait(
+    ctx: ApiContext,
+    caller: Caller,
+    job_id: uuid.UUID,
+    wait_s: float,
+    hold_slot: Callable[[], AbstractContextManager[None]] | None,
+    *,
+    rendered: bool,
+) -> Job | RenderedJob | None:
     give_up_at = time.monotonic() + wait_s
     with ctx.job_events.subscribe(job_id) as finished:
+        # the first read also checks that the job is the caller's tenant's: a notification
+        # then only says what became of it
         job = load_job(ctx, caller, job_id)
         if job is None or job.status.is_terminal:
             return job
@@ -354,6 +391,8 @@ def wait_for_job(
             while (remaining := give_up_at - time.monotonic()) > 0:
                 finished.wait(min(next(intervals), remaining))
                 finished.clear()
+                if rendered and finished.rendered is not None:
+                    return RenderedJob(json.loads(finished.rendered))
                 job = load_job(ctx, caller, job_id)
                 if job is None or job.status.is_terminal:
                     return job

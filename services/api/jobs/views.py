@@ -11,11 +11,12 @@ from services.api.context import api_context
 from services.api.jobs.listing import load_job_page
 from services.api.jobs.protocol import JobCreate, JobListQuery
 from services.api.jobs.service import (
+    RenderedJob,
     cancel_job,
     load_job,
     request_fingerprint,
     submit_job,
-    wait_for_job,
+    wait_for_job_view,
 )
 from services.api.problems import Problem, ProblemType
 from services.api.request_body import parse_json_body
@@ -90,13 +91,15 @@ def get_job(job_id: str) -> Response:
     parsed = parse_job_id(job_id)
     wait = parse_wait(ctx.settings.max_long_poll_s)
     if wait:
-        job = wait_for_job(
+        job = wait_for_job_view(
             ctx, current_caller(), parsed, wait, hold_slot=lambda: hold_wait_slot(wait)
         )
     else:
         job = load_job(ctx, current_caller(), parsed)
     if job is None:
         raise Problem(ProblemType.NOT_FOUND, f"No job {job_id!r}.")
+    if isinstance(job, RenderedJob):
+        return jsonify(job.view)
     return job_response(job, 200)
 
 
