@@ -46,19 +46,31 @@ def _masked_pattern(said: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
+def _told_from(pattern: re.Pattern[str], answer: str) -> list[str]:
+    """The sentences of ``answer`` that were said: all of them, or the one sentence said
+    again after an earlier follow-up; none when it was not this answer."""
+    sentences = passage_sentences(answer)
+    if pattern.fullmatch(_normalised(answer)):
+        return sentences
+    return [s for s in sentences if pattern.fullmatch(_normalised(s))][:1]
+
+
 def trace_told(tenant: TenantKnowledge, said: str) -> Told | None:
     """The tenant's own sentences behind ``said`` (as stored: perhaps anonymised), or None
-    when it is not the tenant's words."""
+    when it is not the tenant's words: a whole FAQ or fixed intent answer, one sentence of
+    one (said again for an earlier follow-up), or sentences of the documents."""
     pattern = _masked_pattern(said)
     for entry in tenant.faq:
-        if pattern.fullmatch(_normalised(entry.answer)):
+        told = _told_from(pattern, entry.answer)
+        if told:
             source = Source(kind="faq", id=entry.faq_id, title=entry.question, score=0.0)
-            return Told(passage_sentences(entry.answer), "faq", source)
+            return Told(told, "faq", source)
     for intent in tenant.intents:
         for answer in intent.fixed_answers():
-            if pattern.fullmatch(_normalised(answer)):
+            told = _told_from(pattern, answer)
+            if told:
                 source = Source(kind="intent", id=intent.name, title=intent.title, score=0.0)
-                return Told(passage_sentences(answer), "rule", source)
+                return Told(told, "rule", source)
     sentences = passage_sentences(said)
     known = [s for s in sentences if s in tenant.sentence_chunks]
     # a masked sentence cannot be checked; every other one must be the documents'
