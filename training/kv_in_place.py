@@ -27,10 +27,14 @@ filter), and a buffer with room per batch is the next step.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
+
+from services.worker.engine.kv_in_place import IN_PLACE_METADATA
+from training.onnx_files import save_atomically
 
 PAST_KEY_PREFIX = "past_key_values."
 PAST_LENGTH = "/chatq/past_length_from_mask"
@@ -109,7 +113,26 @@ def take_past_length_from_mask(model: Any) -> int:
     # the new nodes first: their inputs are graph inputs, and every use comes after them
     for offset, node in enumerate(nodes):
         graph.node.insert(offset, node)
+    # what the engine reads from the session: the graph takes a cache buffer with room as both
+    # past and present (edited, and GroupQueryAttention appends in place)
+    if any(node.op_type == "GroupQueryAttention" for node in graph.node):
+        helper.set_model_props(
+            model, {**{p.key: p.value for p in model.metadata_props}, IN_PLACE_METADATA: "1"}
+        )
     return rewired
+
+
+def edit_model_file(model_file: Path) -> bool:
+    """Apply ``take_past_length_from_mask`` to ``model_file`` in place (atomically, see
+    ``save_atomically``); False if it had the edit already. A graph the edit does not fit is
+    left as it is (``KvInPlaceError``): the engine then copies the cache as before."""
+    import onnx
+
+    model = onnx.load(str(model_file), load_external_data=False)
+    if not take_past_length_from_mask(model):
+        return False
+    save_atomically(model, model_file)
+    return True
 
 
 def step_in_place(

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from shared.logs import get_logger
 from shared.model_layout import ModelLayout, ModelManifest
 from training.default_model import DEFAULT_MODEL_NAME, locate_default_gguf
+from training.kv_in_place import KvInPlaceError, edit_model_file
 from training.prefill_logits import UnsupportedGraphError, keep_last_position_logits
 from training.variants import (
     AGREEMENT_NEW_TOKENS,
@@ -188,6 +189,19 @@ def _keep_last_position_logits(onnx_dir: Path) -> bool:
         return False
 
 
+def _edit_graph(onnx_dir: Path) -> bool:
+    """The graph edits a built model gets (each once): the prefill's last-position logits, and
+    the past length from the mask, so the KV cache can be written in place
+    (``training/kv_in_place.py``). True if either changed the file."""
+    sliced = _keep_last_position_logits(onnx_dir)
+    try:
+        in_place = edit_model_file(onnx_dir / ONNX_FILE)
+    except KvInPlaceError as error:
+        log.warning("kv_in_place_not_possible", model_dir=str(onnx_dir), reason=str(error))
+        in_place = False
+    return sliced or in_place
+
+
 def build_model(
     source: ModelSource,
     model_dir: Path,
@@ -211,7 +225,7 @@ def build_model(
     if up_to_date and not force:
         assert manifest is not None  # up_to_date says so
         log.info("model_up_to_date", model_dir=str(model_dir), name=manifest.name)
-        manifest = _upgrade_prefill_logits(layout, manifest)
+        manifest = _upgrade_graph_edits(layout, manifest)
     else:
         manifest = _build_base(source, layout, progress, attention_fusion)
     assert manifest is not None
@@ -259,14 +273,14 @@ def _build_base(
         steps.set_postfix_str("fusing the graph")
         reference = _tokens(model, tokenizer)
         fuse_graph(exported, staging.onnx_dir, model.config, attention=attention_fusion)
-        _keep_last_position_logits(staging.onnx_dir)
+        _edit_graph(staging.onnx_dir)
         parity = agreement(reference, _tokens(_load_onnx(staging.onnx_dir), tokenizer))
         fused = parity.identical
         if not fused:
             log.warning("graph_fusion_changed_tokens", agreement=parity.token_agreement)
             shutil.rmtree(staging.onnx_dir)
             exported.rename(staging.onnx_dir)
-            _keep_last_position_logits(staging.onnx_dir)
+            _edit_graph(staging.onnx_dir)
         steps.update()
 
         steps.set_postfix_str("checking ONNX Runtime against PyTorch")
@@ -329,9 +343,9 @@ def _build_variant(
     return manifest
 
 
-def _upgrade_prefill_logits(layout: ModelLayout, manifest: ModelManifest) -> ModelManifest:
-    """Give a model built before the last-position edit the edit, in place, and check its
-    tokens again: fp32 against PyTorch, the checked variants against fp32."""
+def _upgrade_graph_edits(layout: ModelLayout, manifest: ModelManifest) -> ModelManifest:
+    """Give a model built before the graph edits (``_edit_graph``) the edits, in place, and
+    check its tokens again: fp32 against PyTorch, the checked variants against fp32."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -339,14 +353,11 @@ def _upgrade_prefill_logits(layout: ModelLayout, manifest: ModelManifest) -> Mod
     edited = [
         name
         for name in dict.fromkeys(names)
-        if layout.variant_dir(name).is_dir()
-        and _keep_last_position_logits(layout.variant_dir(name))
+        if layout.variant_dir(name).is_dir() and _edit_graph(layout.variant_dir(name))
     ]
     if not edited:
         return manifest
-    log.info(
-        "model_upgraded", model_dir=str(layout.root), edit="last_position_logits", variants=edited
-    )
+    log.info("model_upgraded", model_dir=str(layout.root), edit="graph_edits", variants=edited)
     tokenizer = AutoTokenizer.from_pretrained(layout.onnx_dir, local_files_only=True)
     fp32 = _tokens(_load_onnx(layout.onnx_dir), tokenizer)
     parity = manifest.parity

@@ -14,10 +14,10 @@ shapes) and any reader of the session can tell an edited graph from an old one.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from training.onnx_files import save_atomically
 
 LOGITS = "logits"
 SLICE_NODE = "chatq/last_position/Slice"
@@ -85,15 +85,7 @@ def keep_last_position_logits(model_file: Path) -> bool:
     model = onnx.load(str(model_file), load_external_data=False)
     if not slice_last_position(model):
         return False
-    handle, partial = tempfile.mkstemp(prefix=model_file.name + ".", dir=model_file.parent)
-    os.close(handle)
-    try:
-        onnx.save_model(model, partial)
-        os.chmod(partial, 0o644)  # mkstemp's private mode would outlive the rename
-        os.replace(partial, model_file)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    save_atomically(model, model_file)
     return True
 
 

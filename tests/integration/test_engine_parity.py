@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from services.worker.engine import GenerationRequest
+from services.worker.engine.kv_in_place import InPlaceStepModel
 from services.worker.engine.onnx_runtime import computes_last_position_only, load_onnx_engine
 from services.worker.engine.pytorch import load_pytorch_engine
 from shared.config import Device
@@ -79,3 +80,30 @@ def test_results_come_back_in_request_order_when_parameters_differ(engines) -> N
     assert [r.request_id for r in results] == ["a", "b", "c"]
     assert [r.completion_tokens <= n for r, n in zip(results, (3, 9, 3), strict=True)] == [True] * 3
     assert results[0].text == results[2].text
+
+
+def test_the_onnx_engine_decodes_in_place_and_copies_the_cache_only_when_rows_change(
+    engines,
+) -> None:  # type: ignore[no-untyped-def]
+    onnx, torch = engines
+    step_model = onnx.step_model
+    assert isinstance(step_model, InPlaceStepModel)  # the built graph takes a buffer
+    steps_before, buffers_before = step_model.in_place_steps, step_model.buffers_made
+    # continuous batching: two requests start, two more join three steps later
+    first, later = requests(24)[:2], requests(24)[2:]
+    results = onnx.add(first)
+    for _ in range(3):
+        results += onnx.step()
+    results += onnx.add(later)
+    while onnx.active:
+        results += onnx.step()
+    texts = {result.request_id: result.text for result in results}
+    expected = torch.generate(requests(24))
+    assert [texts[result.request_id] for result in expected] == [r.text for r in expected]
+    steps = step_model.in_place_steps - steps_before
+    copies = step_model.buffers_made - buffers_before
+    assert steps >= 20
+    # a new buffer per layer's key and value when the batch is made or its rows change,
+    # not one per step
+    per_change = 2 * step_model.layers
+    assert copies % per_change == 0 and copies // per_change <= 6

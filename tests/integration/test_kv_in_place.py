@@ -12,7 +12,9 @@ import onnx
 import onnxruntime
 import pytest
 
+from services.worker.engine.kv_in_place import supports_in_place
 from shared.model_layout import ModelLayout
+from tests.integration.graph_edits import undo_kv_in_place
 from training.kv_in_place import (
     KvInPlaceError,
     is_in_place_ready,
@@ -29,11 +31,20 @@ def session(path: Path) -> onnxruntime.InferenceSession:
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def edited_copy(tiny_model_dir: Path, tmp_path: Path) -> Path:
-    model = onnx.load(str(ModelLayout(tiny_model_dir).onnx_dir / "model.onnx"))
-    assert not is_in_place_ready(model.graph)
-    assert take_past_length_from_mask(model) > 0
+def built_graph(tiny_model_dir: Path) -> Path:
+    """The tiny model as ``chatq model build`` leaves it: edited, with the session metadata."""
+    path = ModelLayout(tiny_model_dir).onnx_dir / "model.onnx"
+    model = onnx.load(str(path))
+    assert is_in_place_ready(model.graph)
     assert take_past_length_from_mask(model) == 0  # once is enough
+    assert supports_in_place(session(path))
+    return path
+
+
+def as_exported(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    """The built graph with the past length read off the cache's shape again, as exported."""
+    model = onnx.load(str(ModelLayout(tiny_model_dir).onnx_dir / "model.onnx"))
+    undo_kv_in_place(model)
     target = tmp_path / "model.onnx"
     onnx.save(model, str(target))
     return target
@@ -66,10 +77,10 @@ def step_feeds(mask: np.ndarray, token: int) -> dict[str, np.ndarray]:
     }
 
 
-def test_the_edited_graph_appends_in_place_and_gives_the_same_logits(
-    tiny_model_dir: Path, tmp_path: Path
+def test_the_built_graph_appends_in_place_and_gives_the_same_logits(
+    tiny_model_dir: Path,
 ) -> None:
-    runner = session(edited_copy(tiny_model_dir, tmp_path))
+    runner = session(built_graph(tiny_model_dir))
     cache, mask = prefill(runner)
     width = mask.shape[1]
     buffers = {}
@@ -99,7 +110,7 @@ def test_the_edited_graph_appends_in_place_and_gives_the_same_logits(
 def test_the_exported_graph_cannot_take_a_buffer_with_room(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    runner = session(ModelLayout(tiny_model_dir).onnx_dir / "model.onnx")
+    runner = session(as_exported(tiny_model_dir, tmp_path))
     cache, mask = prefill(runner)
     buffers = {}
     for name, value in cache.items():

@@ -11,10 +11,13 @@ import onnx
 import pytest
 
 from services.worker.engine import GenerationRequest
+from services.worker.engine.kv_in_place import InPlaceStepModel
 from services.worker.engine.onnx_runtime import computes_last_position_only, load_onnx_engine
 from shared.config import Device
 from shared.messaging.schemas import GenerationParams
 from shared.model_layout import ModelLayout
+from tests.integration.graph_edits import undo_kv_in_place
+from training.kv_in_place import is_in_place_ready
 from training.model_build import ModelSource, build_model
 from training.prefill_logits import LOGITS, SLICE_NODE, keeps_last_position_only
 from training.random_model import build_random_model
@@ -36,7 +39,8 @@ def graph(model_dir: Path) -> onnx.ModelProto:
 
 
 def as_built_before_the_edit(model_dir: Path) -> None:
-    """Undo the edit: lm_head reads every position again, as optimum exported it."""
+    """Undo the edits: lm_head reads every position again, and the past length comes from the
+    cache's shape, as optimum exported it."""
     path = ModelLayout(model_dir).onnx_dir / "model.onnx"
     model = onnx.load(str(path))
     edit = next(n for n in model.graph.node if n.name == SLICE_NODE)
@@ -51,11 +55,16 @@ def as_built_before_the_edit(model_dir: Path) -> None:
         model.graph.initializer.remove(initializer)
     output = next(o for o in model.graph.output if o.name == LOGITS)
     output.type.tensor_type.shape.dim[1].dim_param = "sequence_length"
+    undo_kv_in_place(model)
     onnx.save_model(model, str(path))
 
 
 def answers(model_dir: Path) -> list[tuple[int, ...]]:
-    engine = load_onnx_engine(ModelLayout(model_dir).onnx_dir, Device.CPU, 0, "tiny")
+    return answers_of(ModelLayout(model_dir).onnx_dir)
+
+
+def answers_of(onnx_dir: Path) -> list[tuple[int, ...]]:
+    engine = load_onnx_engine(onnx_dir, Device.CPU, 0, "tiny")
     params = GenerationParams(max_new_tokens=12, min_new_tokens=12)
     work = [
         GenerationRequest(str(i), [{"role": "user", "content": q}], params)
@@ -83,11 +92,13 @@ def test_a_model_built_before_the_edit_still_answers_and_the_next_build_upgrades
     shutil.copytree(model_dir, old)
     as_built_before_the_edit(old)
     assert not keeps_last_position_only(graph(old))
+    assert not is_in_place_ready(graph(old).graph)
     before = answers(old)
     assert before == answers(model_dir)  # the engine takes the last position either way
 
     manifest = build_model(source, old, progress=False)
     assert keeps_last_position_only(graph(old))
+    assert is_in_place_ready(graph(old).graph)
     assert manifest.parity.identical
     assert ModelLayout(old).require_manifest().parity.identical
     assert answers(old) == before
@@ -106,6 +117,12 @@ def test_the_q4_variant_of_a_q4_1_model_answers_exactly_as_fp32(tmp_path: Path) 
     assert q4.identical_sequences == q4.prompts
     q4_graph = onnx.load(str(ModelLayout(target).variant_dir("q4") / "model.onnx"))
     assert sum(node.op_type == "MatMulNBits" for node in q4_graph.graph.node) == 2 * 7  # 2 layers
+    # the engine decodes both with the KV cache in place, to the same answers
+    folders = (ModelLayout(target).onnx_dir, ModelLayout(target).variant_dir("q4"))
+    for folder in folders:
+        engine = load_onnx_engine(folder, Device.CPU, 0, "tiny")
+        assert isinstance(engine.step_model, InPlaceStepModel)
+    assert answers_of(folders[0]) == answers_of(folders[1])
 
 
 def _snap_linear_weights_to_q4_1(folder: Path) -> None:

@@ -23,6 +23,7 @@ from services.worker.engine.base import (
 )
 from services.worker.engine.chat_prompt import EncodedPrompt
 from services.worker.engine.decoding import DecodeBatch, Finisher, PaddingStats, PastKeyValues
+from services.worker.engine.kv_in_place import InPlaceStepModel, supports_in_place
 from services.worker.engine.prefix_cache import PrefixCache
 from shared.config import Device
 from shared.logs import get_logger
@@ -86,7 +87,7 @@ class OptimumStepModel:
 class OnnxRuntimeEngine(Engine):
     def __init__(
         self,
-        step_model: OptimumStepModel,
+        step_model: OptimumStepModel | InPlaceStepModel,
         tokenizer: Any,
         info: EngineInfo,
         prefix_cache: PrefixCache | None = None,
@@ -309,12 +310,24 @@ def load_onnx_engine(
             "fp16). Build the model for GPU workers without it: `chatq model build --force "
             "--no-attention-fusion` (same --from; --out a folder for them, their CHATQ_MODEL_DIR)"
         )
-    step_model = OptimumStepModel(model)
+    ordinary = OptimumStepModel(model)
+    # on the CPU, a graph built to take it appends each decode step to the KV cache in place
+    # (not under optimum's IO binding: that path keeps the cache on a GPU, and the tests that
+    # bind on the CPU are there to run it)
+    step_model: OptimumStepModel | InPlaceStepModel = (
+        InPlaceStepModel(ordinary)
+        if providers[0] == "CPUExecutionProvider"
+        and not model.use_io_binding
+        and supports_in_place(model.session)
+        else ordinary
+    )
     check_runs(step_model, onnx_dir, providers)
     return OnnxRuntimeEngine(step_model, tokenizer, info, prefix_cache)
 
 
-def check_runs(step_model: OptimumStepModel, onnx_dir: Path, providers: list[str]) -> None:
+def check_runs(
+    step_model: OptimumStepModel | InPlaceStepModel, onnx_dir: Path, providers: list[str]
+) -> None:
     """One token through the model at load (it also warms the session up): a graph this
     runtime cannot run on this device stops the worker's start, not every job it takes.
     ``chatq model build`` fuses attention into GroupQueryAttention, which some ONNX Runtime
