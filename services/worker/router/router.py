@@ -16,7 +16,9 @@ needs it.
 
 Follow-ups are resolved with the conversation: retrieval also searches with the previous
 customer turn joined to the question, so "and if I order at 3 pm?" after a shipping question
-finds the shipping facts.
+finds the shipping facts; and an elliptical follow-up about a detail of the previous answer
+("it already shipped yesterday though" after the cancellation policy) gets that sentence of
+the tenant's own answer again (``recall``), when nothing found matches it better.
 """
 
 from __future__ import annotations
