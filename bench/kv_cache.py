@@ -97,11 +97,12 @@ def main() -> int:
     if not source.is_file():
         print(f"no model at {source}: run `make model` first", file=sys.stderr)
         return 2
-    model = onnx.load(str(source))
-    take_past_length_from_mask(model)
     with tempfile.TemporaryDirectory() as folder:
-        edited = Path(folder) / "model.onnx"
-        onnx.save(model, str(edited))
+        edited = source
+        model = onnx.load(str(source))
+        if take_past_length_from_mask(model):  # built before the edit: a copy gets it
+            edited = Path(folder) / "model.onnx"
+            onnx.save(model, str(edited))
         del model
         runner = onnxruntime.InferenceSession(
             str(edited), session_options(args.threads), providers=["CPUExecutionProvider"]

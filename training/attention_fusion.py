@@ -92,7 +92,7 @@ class LayerAttention:
     replaced: tuple[NodeProto, ...]  # the nodes whose outputs GQA produces instead
 
 
-class _Graph:
+class GraphIndex:
     """Lookups over a graph: who produces a tensor, who reads it, what a constant holds."""
 
     def __init__(self, graph: Any) -> None:
@@ -146,21 +146,21 @@ def _attribute(node: NodeProto, name: str) -> Any:
     return None
 
 
-def _require_transpose(graph: _Graph, name: str, perm: list[int]) -> NodeProto:
+def _require_transpose(graph: GraphIndex, name: str, perm: list[int]) -> NodeProto:
     node = graph.produced_by(name, "Transpose")
     if list(_attribute(node, "perm") or []) != perm:
         raise AttentionPatternError(f"{node.name}: perm {_attribute(node, 'perm')}, not {perm}")
     return node
 
 
-def _heads_input(graph: _Graph, name: str) -> str:
+def _heads_input(graph: GraphIndex, name: str) -> str:
     """``name`` = Transpose(Reshape(x)) splitting ``x`` ``[batch, seq, heads * dim]`` into
     ``[batch, heads, seq, dim]``; returns ``x``."""
     transpose = _require_transpose(graph, name, _HEADS_TO_SEQUENCE)
     return graph.produced_by(transpose.input[0], "Reshape").input[0]
 
 
-def _without_repeated_heads(graph: _Graph, name: str) -> str:
+def _without_repeated_heads(graph: GraphIndex, name: str) -> str:
     """transformers' ``repeat_kv`` (Unsqueeze → Expand → Reshape) undone; a model with as many
     KV heads as query heads has none."""
     node = graph.producer.get(name)
@@ -170,7 +170,7 @@ def _without_repeated_heads(graph: _Graph, name: str) -> str:
     return graph.produced_by(expand.input[0], "Unsqueeze").input[0]
 
 
-def _cache_concat(graph: _Graph, present: str) -> NodeProto:
+def _cache_concat(graph: GraphIndex, present: str) -> NodeProto:
     """``present`` = Concat(past, new) along the sequence axis, a graph output."""
     concat = graph.produced_by(present, "Concat")
     if (
@@ -211,7 +211,7 @@ def _rotary(node: NodeProto) -> Rotary:
     return Rotary(position_ids, cos_cache, sin_cache, int(_attribute(node, "interleaved") or 0))
 
 
-def _scaled(graph: _Graph, name: str) -> tuple[str, float]:
+def _scaled(graph: GraphIndex, name: str) -> tuple[str, float]:
     """``name`` = Mul(x, c) with a constant scalar ``c``: (x, c); anything else: (name, 1)."""
     node = graph.producer.get(name)
     if node is None or node.op_type != "Mul":
@@ -222,7 +222,7 @@ def _scaled(graph: _Graph, name: str) -> tuple[str, float]:
     raise AttentionPatternError(f"{node.name} multiplies by no constant scalar")
 
 
-def _mask_of(graph: _Graph, bias: str) -> str:
+def _mask_of(graph: GraphIndex, bias: str) -> str:
     """The boolean mask behind the additive bias Where(mask, 0, -inf); an optional Slice of the
     mask to the key length (which it already has) is looked through."""
     where = graph.produced_by(bias, "Where")
@@ -239,7 +239,7 @@ def _mask_of(graph: _Graph, bias: str) -> str:
     return mask
 
 
-def _match_layer(graph: _Graph, softmax: NodeProto) -> LayerAttention:
+def _match_layer(graph: GraphIndex, softmax: NodeProto) -> LayerAttention:
     """The attention subgraph around one Softmax, or AttentionPatternError."""
     if _attribute(softmax, "axis") not in (None, -1, 3):
         raise AttentionPatternError(f"{softmax.name} is not over the key axis")
@@ -286,7 +286,7 @@ def _match_layer(graph: _Graph, softmax: NodeProto) -> LayerAttention:
     )
 
 
-def _check_heads(graph: _Graph, layer: LayerAttention, config: Any) -> None:
+def _check_heads(graph: GraphIndex, layer: LayerAttention, config: Any) -> None:
     """Head counts from ``config`` against the graph: the rotary cache's width is half a head,
     and the projections' weights (when constant) are heads × head_dim wide."""
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -310,7 +310,7 @@ def _check_heads(graph: _Graph, layer: LayerAttention, config: Any) -> None:
 def match_layers(model: Any, config: Any) -> list[LayerAttention]:
     """Every layer's attention in ``model``'s main graph, checked against ``config``'s head
     counts, or AttentionPatternError."""
-    graph = _Graph(model.graph)
+    graph = GraphIndex(model.graph)
     softmaxes = [node for node in model.graph.node if node.op_type == "Softmax"]
     if len(softmaxes) != config.num_hidden_layers:
         raise AttentionPatternError(

@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from onnx import NodeProto, TensorProto, helper, numpy_helper
+from onnx import NodeProto, TensorProto, helper
 
 from services.worker.engine.kv_in_place import IN_PLACE_METADATA
+from training.attention_fusion import GraphIndex
 from training.onnx_files import save_atomically
 
 PAST_KEY_PREFIX = "past_key_values."
@@ -45,31 +46,19 @@ class KvInPlaceError(ValueError):
     """The graph does not take its past length the way this edit expects."""
 
 
-def _constant_index(graph: Any, name: str) -> int | None:
-    for node in graph.node:
-        if node.op_type == "Constant" and name in node.output:
-            value = helper.get_attribute_value(node.attribute[0])
-            return int(numpy_helper.to_array(value).reshape(-1)[0])
-    for initializer in graph.initializer:
-        if initializer.name == name:
-            return int(numpy_helper.to_array(initializer).reshape(-1)[0])
-    return None
-
-
 def past_length_outputs(graph: Any) -> list[str]:
-    """The outputs that read the past length off a ``past_key_values`` input's shape."""
-    shapes = {
-        node.output[0]
-        for node in graph.node
-        if node.op_type == "Shape" and node.input and node.input[0].startswith(PAST_KEY_PREFIX)
-    }
+    """The outputs that read the past length off a ``past_key_values`` input's shape; a
+    shape read any other way is refused (it would still see the buffer's length)."""
+    index = GraphIndex(graph)
     found = []
     for node in graph.node:
-        if node.op_type != "Gather" or node.input[0] not in shapes:
+        if node.op_type != "Shape" or not node.input[0].startswith(PAST_KEY_PREFIX):
             continue
-        if _constant_index(graph, node.input[1]) != 2:
-            raise KvInPlaceError(f"{node.name} reads another dimension of the KV cache's shape")
-        found.append(node.output[0])
+        for reader in index.consumers[node.output[0]]:
+            position = index.constant(reader.input[1]) if reader.op_type == "Gather" else None
+            if position is None or int(position.reshape(-1)[0]) != 2:
+                raise KvInPlaceError(f"{reader.name} reads the KV cache's shape, not its length")
+            found.append(reader.output[0])
     return found
 
 

@@ -225,14 +225,21 @@ def add_cancel_faq(url: str, key: IssuedKey) -> None:
         )
 
 
+def shipped_after_cancelling(
+    processor: BatchProcessor, url: str, key: IssuedKey, said: str
+) -> InferenceOutcome:
+    """ "it already shipped yesterday though", after asking to cancel and being told ``said``."""
+    history = [("user", "I want to cancel my order."), ("assistant", said)]
+    return completed(ask(processor, url, key, "it already shipped yesterday though", history))
+
+
 def test_a_follow_up_about_what_the_customer_was_just_told_gets_that_sentence_again(
     backend_settings: Settings, processor: BatchProcessor
 ) -> None:
     url = backend_settings.database_url
     key = shop(url)
     add_cancel_faq(url, key)
-    history = [("user", "I want to cancel my order."), ("assistant", CANCEL_ANSWER)]
-    outcome = completed(ask(processor, url, key, "it already shipped yesterday though", history))
+    outcome = shipped_after_cancelling(processor, url, key, CANCEL_ANSWER)
     assert outcome.route == "faq"
     assert outcome.response == (
         "Once the order has shipped it can no longer be cancelled, but you can refuse the "
@@ -280,8 +287,7 @@ def test_a_follow_up_never_recalls_words_that_were_not_the_tenants(
         "Cancelling is free until it ships. Once your order has shipped it can no longer be "
         "cancelled; just refuse the parcel at the door."
     )
-    history = [("user", "I want to cancel my order."), ("assistant", said)]
-    outcome = completed(ask(processor, url, key, "it already shipped yesterday though", history))
+    outcome = shipped_after_cancelling(processor, url, key, said)
     assert "refuse the parcel at the door" not in outcome.response
 
 

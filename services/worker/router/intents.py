@@ -51,12 +51,11 @@ class CompiledIntent:
 
     def fixed_answers(self) -> set[str]:
         """The answers this intent always gives word for word (a template or handoff answer
-        without slots), whitespace-insensitive, in each language."""
+        without slots), in each language."""
         handler = self.definition.handler
         if handler.type == "http":
             return set()
-        texts = (handler.answer.en, handler.answer.zh)
-        return {" ".join(t.split()) for t in texts if t and "{" not in t}
+        return {t for t in (handler.answer.en, handler.answer.zh) if t and "{" not in t}
 
     def rule_matches(self, text: str) -> bool:
         if any(pattern.search(text) for pattern in self.patterns):

@@ -31,13 +31,14 @@ class Told:
     source: Source | None  # None: document sentences, each named by its own chunk
 
 
-def _normalised(text: str) -> str:
+def normalised(text: str) -> str:
+    """``text`` as compared for repetition: whitespace-insensitive."""
     return " ".join(text.split())
 
 
 def _masked_pattern(said: str) -> re.Pattern[str]:
     """``said`` as a pattern in which each anonymisation placeholder matches any text."""
-    said = _normalised(said)
+    said = normalised(said)
     parts, last = [], 0
     for placeholder in PLACEHOLDER.finditer(said):
         parts += [re.escape(said[last : placeholder.start()]), ".+?"]
@@ -50,9 +51,9 @@ def _told_from(pattern: re.Pattern[str], answer: str) -> list[str]:
     """The sentences of ``answer`` that were said: all of them, or the one sentence said
     again after an earlier follow-up; none when it was not this answer."""
     sentences = passage_sentences(answer)
-    if pattern.fullmatch(_normalised(answer)):
+    if pattern.fullmatch(normalised(answer)):
         return sentences
-    return [s for s in sentences if pattern.fullmatch(_normalised(s))][:1]
+    return [s for s in sentences if pattern.fullmatch(normalised(s))][:1]
 
 
 def trace_told(tenant: TenantKnowledge, said: str) -> Told | None:

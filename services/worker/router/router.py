@@ -37,7 +37,7 @@ from services.worker.router.answer_cache import AnswerCache, CachedAnswer, cache
 from services.worker.router.follow_up import is_elliptical
 from services.worker.router.handlers import RuleHandlers
 from services.worker.router.intents import previous_answer, previous_user_turn, recognise
-from services.worker.router.recall import trace_told
+from services.worker.router.recall import normalised, trace_told
 from services.worker.router.tenant_knowledge import KnowledgeRegistry, TenantKnowledge
 from shared.config import KnowledgeAnswerMode
 from shared.knowledge.schemas import LocalizedText
@@ -526,5 +526,4 @@ def _language(query: str, history: Sequence[ChatTurn]) -> str:
 
 
 def _said(text: str | None) -> str | None:
-    """A text as compared for repetition: whitespace-insensitive."""
-    return " ".join(text.split()) if text else None
+    return normalised(text) if text else None
