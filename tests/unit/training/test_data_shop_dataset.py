@@ -18,7 +18,9 @@ from training.datasets import SHOP_INSTRUCTIONS
 from training.datasets.build_shop_instructions import build_examples, fallback_answers
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-EVAL_SETS = (REPO_ROOT / "examples/shop/eval.yaml", REPO_ROOT / "examples/helpdesk/eval.yaml")
+EVAL_SETS = tuple(
+    REPO_ROOT / "examples" / business / "eval.yaml" for business in ("shop", "helpdesk", "hotel")
+)
 
 
 @pytest.fixture(scope="module")
