@@ -42,6 +42,7 @@ bench: model
 	$(BIN)/chatq model build --quantize int8 --quantize q4
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/kv_cache.py
+	$(BIN)/python bench/quantization.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/routing.py

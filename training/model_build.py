@@ -33,6 +33,7 @@ from training.variants import (
     ONNX_FILE,
     Quantization,
     agreement,
+    built_by_an_earlier_recipe,
     fuse_graph,
     greedy_tokens,
     quantize,
@@ -230,7 +231,11 @@ def build_model(
         manifest = _build_base(source, layout, progress, attention_fusion)
     assert manifest is not None
     for quantization in quantizations:
-        if quantization.value not in manifest.variants or force:
+        if (
+            quantization.value not in manifest.variants
+            or force
+            or built_by_an_earlier_recipe(layout.variant_dir(quantization.value), quantization)
+        ):
             manifest = _build_variant(layout, manifest, quantization)
     return manifest
 

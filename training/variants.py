@@ -4,8 +4,10 @@
   residual + RMSNorm into single kernels, and each layer's attention becomes one
   GroupQueryAttention kernel (``attention_fusion``; ``chatq model build --no-attention-fusion``
   leaves it out). Kept only if the greedy tokens stay identical.
-- ``int8``: dynamic quantisation of the MatMul weights, per channel, the output projection
-  (``lm_head``) left in fp32. For CPUs.
+- ``int8``: every MatMul weight but the output projection (``lm_head``) as 8-bit blocks of 32,
+  with the activations quantised to int8 per block at run time (``block_q8``). For CPUs.
+  (Dynamic quantisation, one scale per activation tensor, changed this model's answers from
+  the first token; ``bench/quantization.py`` compares the recipes.)
 - ``q4``: every MatMul weight as 4-bit blocks of 32 (``block_q4``). The default model's weights
   come from a Q4_1 GGUF and sit on exactly such a grid, so for it this variant is lossless
   (identical tokens) at 40 % of the file size; for other weights it is plain rounding. For CPUs.
@@ -13,7 +15,7 @@
   CUDA (IO binding keeps the fp16 cache on the GPU); CPUs run it slowly, if at all.
 
 Quantisation is judged by token agreement with fp32 on a fixed prompt set, not by speed alone:
-on a 135M-parameter model INT8 changes most answers (FACTS.md measured 10-41 % agreement).
+a 135M-parameter model is sensitive: even 8-bit weights with fp32 arithmetic change some answers.
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def fuse_graph(source: Path, target: Path, config: Any, *, attention: bool = Tru
     copy_model_folder(source, target, model)
 
 
-def _lm_head_nodes(model: Any) -> list[str]:
+def lm_head_nodes(model: Any) -> list[str]:
+    """The MatMul that computes the logits (the output projection)."""
     return [n.name for n in model.graph.node if n.op_type == "MatMul" and "logits" in n.output]
 
 
@@ -110,21 +113,11 @@ def quantize(source: Path, target: Path, quantization: Quantization) -> None:
 
     model = onnx.load(str(source / ONNX_FILE))
     if quantization is Quantization.INT8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from training.block_q8 import rewrite_matmuls as rewrite_as_8_bit_blocks
 
-        target.mkdir(parents=True, exist_ok=True)
-        quantize_dynamic(
-            str(source / ONNX_FILE),
-            str(target / ONNX_FILE),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul"],
-            nodes_to_exclude=_lm_head_nodes(model),
-            # shape inference cannot see through the fused contrib kernels: tensors it could
-            # not type are float32
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-        copy_model_folder(source, target, onnx.load(str(target / ONNX_FILE)))
+        rewritten = rewrite_as_8_bit_blocks(model, keep=set(lm_head_nodes(model)))
+        log.info("int8_blocks", matmuls=rewritten)
+        copy_model_folder(source, target, model)
     elif quantization is Quantization.Q4:
         from training.block_q4 import rewrite_matmuls
 
@@ -138,6 +131,17 @@ def quantize(source: Path, target: Path, quantization: Quantization) -> None:
             warnings.simplefilter("ignore")
             half = convert_float_to_float16(model, keep_io_types=False, disable_shape_infer=True)
         copy_model_folder(source, target, half)
+
+
+def built_by_an_earlier_recipe(folder: Path, quantization: Quantization) -> bool:
+    """Whether the variant in ``folder`` was built by a recipe this version replaced: an
+    ``int8`` of dynamic quantisation (before 8-bit blocks) is rebuilt by the next build."""
+    import onnx
+
+    if quantization is not Quantization.INT8 or not (folder / ONNX_FILE).is_file():
+        return False
+    graph = onnx.load(str(folder / ONNX_FILE), load_external_data=False).graph
+    return any(node.op_type == "DynamicQuantizeLinear" for node in graph.node)
 
 
 def greedy_tokens(

@@ -104,14 +104,42 @@ def test_a_model_built_before_the_edit_still_answers_and_the_next_build_upgrades
     assert answers(old) == before
 
 
-def test_the_q4_variant_of_a_q4_1_model_answers_exactly_as_fp32(tmp_path: Path) -> None:
+def test_the_q4_variant_of_a_q4_1_model_answers_exactly_as_fp32_and_int8_is_8_bit_blocks(
+    tmp_path: Path,
+) -> None:
     # the default model's MatMul weights are de-quantised Q4_1; so are this tiny model's
     source = build_random_model(tmp_path / "source", "tiny", seed=1)
     _snap_linear_weights_to_q4_1(source)
     target = tmp_path / "model"
     manifest = build_model(
-        ModelSource.from_folder(source), target, quantizations=(Quantization.Q4,), progress=False
+        ModelSource.from_folder(source),
+        target,
+        quantizations=(Quantization.Q4, Quantization.INT8),
+        progress=False,
     )
+    # int8: every projection as 8-bit blocks, the output projection fp32; judged like q4
+    int8 = manifest.variants["int8"]
+    assert int8.prompts == manifest.variants["q4"].prompts and 0 <= int8.token_agreement <= 1
+    int8_graph = onnx.load(str(ModelLayout(target).variant_dir("int8") / "model.onnx"))
+    blocks = [n for n in int8_graph.graph.node if n.op_type == "MatMulNBits"]
+    assert len(blocks) == 2 * 7
+    assert all(
+        onnx.helper.get_attribute_value(a) == 8
+        for n in blocks
+        for a in n.attribute
+        if a.name == "bits"
+    )
+    assert [n for n in int8_graph.graph.node if n.op_type == "MatMul" and LOGITS in n.output]
+    engine = load_onnx_engine(ModelLayout(target).variant_dir("int8"), Device.CPU, 0, "tiny")
+    assert isinstance(engine.step_model, InPlaceStepModel)
+    # an int8 of the earlier recipe (dynamic quantisation) is rebuilt by the next build
+    _quantize_dynamically(ModelLayout(target).onnx_dir, ModelLayout(target).variant_dir("int8"))
+    build_model(
+        ModelSource.from_folder(source), target, quantizations=(Quantization.INT8,), progress=False
+    )
+    rebuilt = onnx.load(str(ModelLayout(target).variant_dir("int8") / "model.onnx"))
+    assert {"MatMulNBits"} <= {n.op_type for n in rebuilt.graph.node}
+    assert "DynamicQuantizeLinear" not in {n.op_type for n in rebuilt.graph.node}
     q4 = manifest.variants["q4"]
     assert q4.token_agreement == 1.0
     assert q4.identical_sequences == q4.prompts
@@ -123,6 +151,19 @@ def test_the_q4_variant_of_a_q4_1_model_answers_exactly_as_fp32(tmp_path: Path) 
         engine = load_onnx_engine(folder, Device.CPU, 0, "tiny")
         assert isinstance(engine.step_model, InPlaceStepModel)
     assert answers_of(folders[0]) == answers_of(folders[1])
+
+
+def _quantize_dynamically(fp32: Path, variant: Path) -> None:
+    """Overwrite ``variant``'s graph with the int8 recipe before session 13."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(fp32 / "model.onnx"),
+        str(variant / "model.onnx"),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
 
 
 def _snap_linear_weights_to_q4_1(folder: Path) -> None:
