@@ -56,6 +56,7 @@ def rewrite_matmuls(model: Any, keep: Collection[str] = ()) -> int:
     nodes: list[Any] = []
     added: list[Any] = []
     rewritten_weights: set[str] = set()
+    rewritten = 0
     for node in graph.node:
         init = initializers.get(node.input[1]) if node.op_type == "MatMul" else None
         if (
@@ -70,8 +71,9 @@ def rewrite_matmuls(model: Any, keep: Collection[str] = ()) -> int:
         weight = numpy_helper.to_array(init)
         k, n = weight.shape
         blocks = quantize_blocks(weight)
+        rewritten += 1
         rewritten_weights.add(init.name)
-        prefix = f"q8/{len(rewritten_weights)}"
+        prefix = f"q8/{rewritten}"
         added += [
             numpy_helper.from_array(blocks.q, f"{prefix}/q"),
             numpy_helper.from_array(blocks.scales, f"{prefix}/scales"),
@@ -93,7 +95,7 @@ def rewrite_matmuls(model: Any, keep: Collection[str] = ()) -> int:
                 accuracy_level=ACCURACY_INT8,
             )
         )
-    if not rewritten_weights:
+    if rewritten == 0:
         raise ValueError(
             "no float32 MatMul weight with a multiple of 32 inputs in the main graph: "
             "nothing to write as 8-bit blocks"
@@ -110,4 +112,4 @@ def rewrite_matmuls(model: Any, keep: Collection[str] = ()) -> int:
     graph.initializer.extend(kept + added)
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    return len(rewritten_weights)
+    return rewritten
