@@ -38,20 +38,20 @@ import os
 import shutil
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from engine import requests, run  # bench/engine.py: the same prompts, run the same way
 from results_file import write_results
 from tqdm import tqdm
 
-from services.worker.engine import Engine, GenerationRequest
+from services.worker.engine import Engine
 from services.worker.engine.onnx_runtime import load_onnx_engine
 from shared.config import Device, Settings
 from shared.model_layout import ModelLayout
-from training.variants import AGREEMENT_NEW_TOKENS, AGREEMENT_PROMPTS, ONNX_FILE, lm_head_nodes
+from training.variants import AGREEMENT_NEW_TOKENS, ONNX_FILE, lm_head_nodes
 from training.variants import agreement as token_agreement
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,12 +196,7 @@ def build_blocks(source: Path, target: Path, accuracy_level: int) -> None:
     from training.block_q8 import rewrite_matmuls
 
     model = onnx.load(str(source / ONNX_FILE))
-    rewrite_matmuls(model, keep=set(lm_head_nodes(model)))
-    for node in model.graph.node:
-        if node.op_type == "MatMulNBits":
-            for attribute in node.attribute:
-                if attribute.name == "accuracy_level":
-                    attribute.i = accuracy_level
+    rewrite_matmuls(model, keep=set(lm_head_nodes(model)), accuracy_level=accuracy_level)
     target.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(target / ONNX_FILE))
 
@@ -235,36 +230,18 @@ def build(name: str, recipe: Callable[[Path, Path], None], source: Path, rebuild
 # --- the measurements ----------------------------------------------------------------------
 
 
-def work_items(new_tokens: int) -> list[GenerationRequest]:
-    from shared.messaging.schemas import GenerationParams
-
-    params = GenerationParams(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
-    return [
-        GenerationRequest(str(i), [{"role": "user", "content": prompt}], params)
-        for i, prompt in enumerate(AGREEMENT_PROMPTS)
-    ]
-
-
-def answer(engine: Engine, work: list[GenerationRequest], batch_size: int) -> tuple[float, list]:
-    tokens: list[list[int]] = []
-    started = time.perf_counter()
-    for start in range(0, len(work), batch_size):
-        tokens += [list(r.token_ids) for r in engine.generate(work[start : start + batch_size])]
-    return time.perf_counter() - started, tokens
-
-
 def speed_ratios(
     engines: dict[str, Engine], batch_size: int, rounds: int
 ) -> dict[str, list[float]]:
     """Per recipe, fp32's seconds / the recipe's, one ratio per interleaved round."""
-    work = work_items(AGREEMENT_NEW_TOKENS)
+    work = requests(AGREEMENT_NEW_TOKENS)
     for engine in engines.values():
-        answer(engine, work[:batch_size], batch_size)  # warm-up at this shape
+        run(engine, work[:batch_size], batch_size)  # warm-up at this shape
     seconds: dict[str, list[float]] = {name: [] for name in engines}
     names = list(engines)
     for number in tqdm(range(rounds), desc=f"batch {batch_size}", unit="round", file=sys.stderr):
         for name in names if number % 2 == 0 else reversed(names):
-            seconds[name].append(answer(engines[name], work, batch_size)[0])
+            seconds[name].append(run(engines[name], work, batch_size)[0])
     return {
         name: [a / b for a, b in zip(seconds["fp32"], seconds[name], strict=True)]
         for name in names
@@ -303,8 +280,8 @@ def main() -> int:
         name: load_onnx_engine(folder, Device.CPU, args.threads, manifest.name, name)
         for name, folder in folders.items()
     }
-    work = work_items(AGREEMENT_NEW_TOKENS)
-    tokens = {name: answer(engine, work, len(work))[1] for name, engine in engines.items()}
+    work = requests(AGREEMENT_NEW_TOKENS)
+    tokens = {name: run(engine, work, len(work))[1] for name, engine in engines.items()}
     rows: dict[str, dict[str, Any]] = {
         name: {"recipe": name, **token_agreement(tokens["fp32"], tokens[name]).model_dump()}
         for name in chosen

@@ -72,6 +72,8 @@ def rewrite_matmuls(model: Any) -> tuple[int, int]:
     import onnx
     from onnx import helper, numpy_helper
 
+    from training.onnx_files import replace_nodes
+
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     nodes: list[Any] = []
@@ -138,17 +140,5 @@ def rewrite_matmuls(model: Any) -> tuple[int, int]:
             "no float32 MatMul weight with a multiple of 32 inputs in the main graph: "
             "nothing to write as 4-bit blocks"
         )
-    # a weight another node still reads (shared, tied) stays
-    still_read = {name for node in nodes for name in node.input}
-    kept = [
-        init
-        for init in graph.initializer
-        if init.name not in rewritten_weights or init.name in still_read
-    ]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    del graph.initializer[:]
-    graph.initializer.extend(kept + added)
-    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    replace_nodes(model, nodes, rewritten_weights, added)
     return rewritten, exact

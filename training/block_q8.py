@@ -44,12 +44,17 @@ def quantize_blocks(weight: np.ndarray) -> Block8:
     return Block8(q=q.astype(np.uint8), scales=scale.reshape(-1).astype(np.float32))
 
 
-def rewrite_matmuls(model: Any, keep: Collection[str] = ()) -> int:
+def rewrite_matmuls(
+    model: Any, keep: Collection[str] = (), accuracy_level: int = ACCURACY_INT8
+) -> int:
     """Replace, in place, every MatMul whose right-hand side is a 2-D float32 initializer with
-    K a multiple of 32 (except the nodes named in ``keep``) by MatMulNBits on 8-bit blocks.
+    K a multiple of 32 (except the nodes named in ``keep``) by MatMulNBits on 8-bit blocks
+    (``accuracy_level`` 1 computes in fp32: the benchmark's weights-only comparison).
     Returns how many were rewritten."""
     import onnx
     from onnx import helper, numpy_helper
+
+    from training.onnx_files import CONTRIB_DOMAIN, replace_nodes
 
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
@@ -87,12 +92,12 @@ def rewrite_matmuls(model: Any, keep: Collection[str] = ()) -> int:
                 [node.input[0], f"{prefix}/q", f"{prefix}/scales", f"{prefix}/zero_points"],
                 list(node.output),
                 f"{prefix}/matmul_nbits",
-                domain="com.microsoft",
+                domain=CONTRIB_DOMAIN,
                 K=k,
                 N=n,
                 bits=8,
                 block_size=BLOCK,
-                accuracy_level=ACCURACY_INT8,
+                accuracy_level=accuracy_level,
             )
         )
     if rewritten == 0:
@@ -100,16 +105,5 @@ def rewrite_matmuls(model: Any, keep: Collection[str] = ()) -> int:
             "no float32 MatMul weight with a multiple of 32 inputs in the main graph: "
             "nothing to write as 8-bit blocks"
         )
-    still_read = {name for node in nodes for name in node.input}  # a shared weight stays
-    kept = [
-        init
-        for init in graph.initializer
-        if init.name not in rewritten_weights or init.name in still_read
-    ]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    del graph.initializer[:]
-    graph.initializer.extend(kept + added)
-    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    replace_nodes(model, nodes, rewritten_weights, added)
     return rewritten

@@ -1,4 +1,5 @@
-"""Writing an edited ONNX graph over the file it came from."""
+"""Editing ONNX graphs: swapping in rewritten nodes and weights, and writing an edited graph
+over the file it came from."""
 
 from __future__ import annotations
 
@@ -6,6 +7,27 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+CONTRIB_DOMAIN = "com.microsoft"  # ONNX Runtime's own kernels (MatMulNBits, GQA, …)
+
+
+def replace_nodes(model: Any, nodes: list[Any], replaced: set[str], added: list[Any]) -> None:
+    """Make ``nodes`` the main graph's nodes, in place: the initializers named in ``replaced``
+    go (unless a node still reads one: a shared or tied weight stays), ``added`` join, and the
+    contrib domain is declared for the kernels that live there."""
+    from onnx import helper
+
+    graph = model.graph
+    still_read = {name for node in nodes for name in node.input}
+    kept = [
+        init for init in graph.initializer if init.name not in replaced or init.name in still_read
+    ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + added)
+    if not any(opset.domain == CONTRIB_DOMAIN for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
 
 
 def save_atomically(model: Any, model_file: Path) -> None:

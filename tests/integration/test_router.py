@@ -233,12 +233,19 @@ def shipped_after_cancelling(
     return completed(ask(processor, url, key, "it already shipped yesterday though", history))
 
 
-def test_a_follow_up_about_what_the_customer_was_just_told_gets_that_sentence_again(
-    backend_settings: Settings, processor: BatchProcessor
-) -> None:
+@pytest.fixture
+def cancelling_shop(backend_settings: Settings) -> tuple[str, IssuedKey]:
+    """The shop's database URL and key, its FAQ holding the cancellation answer."""
     url = backend_settings.database_url
     key = shop(url)
     add_cancel_faq(url, key)
+    return url, key
+
+
+def test_a_follow_up_about_what_the_customer_was_just_told_gets_that_sentence_again(
+    cancelling_shop: tuple[str, IssuedKey], processor: BatchProcessor
+) -> None:
+    url, key = cancelling_shop
     outcome = shipped_after_cancelling(processor, url, key, CANCEL_ANSWER)
     assert outcome.route == "faq"
     assert outcome.response == (
@@ -277,11 +284,9 @@ def test_a_follow_up_about_what_the_customer_was_just_told_gets_that_sentence_ag
 
 
 def test_a_follow_up_never_recalls_words_that_were_not_the_tenants(
-    backend_settings: Settings, processor: BatchProcessor
+    cancelling_shop: tuple[str, IssuedKey], processor: BatchProcessor
 ) -> None:
-    url = backend_settings.database_url
-    key = shop(url)
-    add_cancel_faq(url, key)
+    url, key = cancelling_shop
     # the model's paraphrase of the FAQ, not the FAQ's own words: nothing vouches for it
     said = (
         "Cancelling is free until it ships. Once your order has shipped it can no longer be "
