@@ -2,9 +2,16 @@
 
 A tenant that set no ``fallback_answer`` still deserves a fallback that says how to reach
 customer service; its documents and FAQ usually say it ("email support@… or call 400-…").
-The most frequent email address and the most frequent phone number written next to a word
-that announces one ("call", "phone", "电话", "致电", …) are taken; dates and order numbers,
-which look like digits too, are not next to such words.
+Email addresses are ranked by how often they are written, more for one that reads like a
+service desk or stands next to an offer of help; phone numbers by how often they are written
+next to a word that announces one ("call", "phone", "电话", "致电", …), so dates and order
+numbers, which look like digits too, are not taken.
+
+Up to two of each are named. A business often has more than one desk (a hotel's front desk
+and its reservations team), and which one a customer's unanswerable question belongs to is
+not knowable; naming both costs a few words, naming the wrong one leaves the customer stuck.
+A second address is named only when it reads like a desk itself ("reservations@"), never a
+login or an example address that the documents happen to mention often ("netid@").
 """
 
 from __future__ import annotations
@@ -18,38 +25,51 @@ from shared.knowledge.schemas import LocalizedText
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 PHONE = re.compile(
-    r"(?:call|phone|tel\.?|telephone|hotline|电话|致电|拨打|热线)\D{0,12}?"
+    r"(?:call|phone|tel\.?|telephone|hotline|电话|致电|拨打|热线)\D{0,24}?"
     r"(\+?\d[\d ()-]{5,18}\d(?:\s*(?:ext\.?|分机)\s*\d{1,6})?)",
     re.IGNORECASE,
 )
 
 
+MOST_NAMED = 2
+
+
 @dataclass(frozen=True)
 class Contact:
-    email: str | None
-    phone: str | None
+    emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+
+    @property
+    def email(self) -> str | None:
+        return self.emails[0] if self.emails else None
+
+    @property
+    def phone(self) -> str | None:
+        return self.phones[0] if self.phones else None
 
     def fallback(self) -> LocalizedText | None:
-        """A don't-know answer that names the contact, or ``None`` without one."""
-        ways_en = " or ".join(w for w in (self.email, self.phone and f"call {self.phone}") if w)
-        ways_zh = " 或 ".join(w for w in (self.email, self.phone and f"致电 {self.phone}") if w)
+        """A don't-know answer that names the contacts, or ``None`` without one."""
+        ways_en = [f"email {' or '.join(self.emails)}"] if self.emails else []
+        ways_en += [f"call {' or '.join(self.phones)}"] if self.phones else []
+        ways_zh = [f"发邮件至 {' 或 '.join(self.emails)}"] if self.emails else []
+        ways_zh += [f"致电 {' 或 '.join(self.phones)}"] if self.phones else []
         if not ways_en:
             return None
         return LocalizedText(
-            en=(
-                "I'm sorry, I don't have information about that. To reach our customer "
-                f"service, email {ways_en}."
-                if self.email
-                else "I'm sorry, I don't have information about that. To reach our customer "
-                f"service, {ways_en}."
-            ),
-            zh=f"抱歉，我暂时没有这方面的信息。如需人工帮助，请通过 {ways_zh} 联系我们的客服。",
+            en="I'm sorry, I don't have information about that. To reach our customer "
+            f"service, {', or '.join(ways_en)}.",
+            zh="抱歉，我暂时没有这方面的信息。如需人工帮助，"
+            f"请{'，或'.join(ways_zh)} 联系我们的客服。",
         )
 
 
 # An address that reads like a service desk, or is written next to words that offer help, is
 # the one to give (a university's "netid@" is mentioned often, but "helpdesk@" is the contact).
-SERVICE_NAME = re.compile(r"support|help|service|contact|care|info|kefu|hello", re.IGNORECASE)
+SERVICE_NAME = re.compile(
+    r"support|help|service|contact|care|info|kefu|hello|desk|reception|reservation|booking"
+    r"|enquir|inquir|office|admission",
+    re.IGNORECASE,
+)
 SERVICE_CONTEXT = re.compile(
     r"contact|reach|support|help|customer service|email us|write to|联系|客服|人工|咨询",
     re.IGNORECASE,
@@ -66,7 +86,12 @@ def find_contact(texts: Iterable[str]) -> Contact:
             weight += 2 * bool(SERVICE_CONTEXT.search(context))
             emails[match.group(0).lower()] += weight
         phones.update(" ".join(match.split()) for match in PHONE.findall(text))
+    ranked_emails = [address for address, _ in emails.most_common()]
+    # the first is the best we have; a second must read like a desk on its own
+    named = ranked_emails[:1] + [
+        address for address in ranked_emails[1:] if SERVICE_NAME.search(address.split("@")[0])
+    ]
     return Contact(
-        email=emails.most_common(1)[0][0] if emails else None,
-        phone=phones.most_common(1)[0][0] if phones else None,
+        emails=tuple(named[:MOST_NAMED]),
+        phones=tuple(number for number, _ in phones.most_common(MOST_NAMED)),
     )
