@@ -202,6 +202,9 @@ class Settings(BaseSettings):
     """Weight of lexical coverage (share of the question's terms in a passage) in that evidence."""
     second_passage_margin: float = Field(0.02, ge=0, le=1)
     """A runner-up passage this close in score to the best one adds its sentences to the answer."""
+    related_passage_margin: float = Field(0.03, ge=0, le=1)
+    """A best passage this far below the knowledge threshold is offered after the fallback
+    answer, as possibly related (0: never)."""
     knowledge_answer: KnowledgeAnswerMode = KnowledgeAnswerMode.EXTRACTIVE
     """``extractive`` (the best passage's relevant sentences) or ``generate`` (the model
     answers from the retrieved chunks)."""

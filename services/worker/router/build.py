@@ -35,6 +35,7 @@ def build_router(settings: Settings, engine: EngineInfo) -> tuple[Router, Knowle
             knowledge_zh=settings.knowledge_threshold_zh,
             knowledge_lexical_weight=settings.knowledge_lexical_weight,
             second_passage=settings.second_passage_margin,
+            related_passage=settings.related_passage_margin,
         ),
         model_name=f"{engine.model}:{engine.variant}",
         knowledge_answer=settings.knowledge_answer,

@@ -53,6 +53,12 @@ DEFAULT_FALLBACK = LocalizedText(
     zh="抱歉，我暂时没有这方面的信息。请联系我们的人工客服，他们会很乐意为您解答。",
 )
 
+# What introduces a passage that came close to answering, after the fallback answer.
+RELATED_LEAD = LocalizedText(
+    en="This is the closest I found in our information, in case it helps:",
+    zh="以下是我们资料中最接近的内容，供您参考：",
+)
+
 LANGUAGE_NAMES = {"en": "English", "zh": "Chinese (简体中文)"}
 
 KNOWLEDGE_INSTRUCTIONS = (
@@ -118,6 +124,9 @@ class Thresholds:
     knowledge_zh: float  # the same for Chinese questions
     knowledge_lexical_weight: float
     second_passage: float  # a runner-up passage this close in score joins the answer
+    # a best passage this far below the knowledge threshold follows the fallback answer as
+    # possibly related (0: never)
+    related_passage: float = 0.0
 
 
 @dataclass
@@ -242,8 +251,13 @@ class Router:
             # the model alone is not cached: its answers are not grounded in the knowledge
             # the version stands for, and sampled answers are meant to differ
             return ModelTask("llm", None, [], None)
-        fallback = tenant.settings.fallback_answer or tenant.derived_fallback or DEFAULT_FALLBACK
-        return RoutedAnswer("fallback", fallback.pick(lang))
+        return self._fallback(
+            tenant,
+            candidates,
+            lang,
+            context_query or query,
+            context_vector if context_query else query_vector,
+        )
 
     # --- the steps ------------------------------------------------------------------------------
 
@@ -438,10 +452,54 @@ class Router:
             for s in sentences
         }
 
-    def _relevant(self, hit: Hit, lang: str) -> bool:
+    def _relevant(self, hit: Hit, lang: str, slack: float = 0.0) -> bool:
         evidence = hit.dense + self.thresholds.knowledge_lexical_weight * hit.lexical
         needed = self.thresholds.knowledge_zh if lang == "zh" else self.thresholds.knowledge
-        return evidence >= needed
+        return evidence >= needed - slack
+
+    def _fallback(
+        self,
+        tenant: TenantKnowledge,
+        candidates: Sequence[Hit],
+        lang: str,
+        question: str,
+        vector: np.ndarray | None,
+    ) -> RoutedAnswer:
+        """The tenant's don't-know answer; followed by the closest passage, marked as possibly
+        related, when that passage falls short of the knowledge threshold by no more than
+        ``related_passage``.
+
+        Near the threshold, answerable and unanswerable questions overlap (README, "Knowledge
+        and routing"): a flat don't-know loses the customer whose answer was there, a confident
+        answer misleads the one whose question it was not. Saying first that we do not know
+        and how to reach a person, then what came closest, serves both, as help centres do
+        ("this article may help"). It is not an answer: the route stays ``fallback``, the
+        passage is in ``sources``, and nothing is cached."""
+        fallback = tenant.settings.fallback_answer or tenant.derived_fallback or DEFAULT_FALLBACK
+        text = fallback.pick(lang)
+        slack = self.thresholds.related_passage
+        near = (
+            answering_passages(candidates, lambda hit: self._relevant(hit, lang, slack))
+            if slack > 0
+            else []
+        )
+        if not near:
+            return RoutedAnswer("fallback", text)
+        sources = [
+            Source(
+                kind="document",
+                id=tenant.chunks[hit.position].document_id,
+                title=tenant.chunks[hit.position].title,
+                score=round(hit.score, 4),
+            )
+            for hit in near[: self.top_k]
+        ]
+        related = self._extract(tenant, near, question, vector, sources)
+        return RoutedAnswer(
+            "fallback",
+            f"{text}\n\n{RELATED_LEAD.pick(lang)}\n{related.response}",
+            related.sources,
+        )
 
     def _extract(
         self,
