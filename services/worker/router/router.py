@@ -229,15 +229,7 @@ class Router:
 
         hits = answering_passages(candidates, lambda hit: self._relevant(hit, lang))
         if hits:
-            sources = [
-                Source(
-                    kind="document",
-                    id=tenant.chunks[hit.position].document_id,
-                    title=tenant.chunks[hit.position].title,
-                    score=round(hit.score, 4),
-                )
-                for hit in hits[: self.top_k]
-            ]
+            sources = self._document_sources(tenant, hits)
             if self.knowledge_answer is KnowledgeAnswerMode.GENERATE:
                 facts = self._knowledge_instructions(tenant, hits[: self.top_k], lang)
                 return ModelTask("knowledge", facts, sources, key if job.greedy else None)
@@ -485,21 +477,25 @@ class Router:
         )
         if not near:
             return RoutedAnswer("fallback", text)
-        sources = [
+        related = self._extract(
+            tenant, near, question, vector, self._document_sources(tenant, near)
+        )
+        return RoutedAnswer(
+            "fallback",
+            f"{text}\n\n{RELATED_LEAD.pick(lang)}\n{related.response}",
+            related.sources,
+        )
+
+    def _document_sources(self, tenant: TenantKnowledge, hits: Sequence[Hit]) -> list[Source]:
+        return [
             Source(
                 kind="document",
                 id=tenant.chunks[hit.position].document_id,
                 title=tenant.chunks[hit.position].title,
                 score=round(hit.score, 4),
             )
-            for hit in near[: self.top_k]
+            for hit in hits[: self.top_k]
         ]
-        related = self._extract(tenant, near, question, vector, sources)
-        return RoutedAnswer(
-            "fallback",
-            f"{text}\n\n{RELATED_LEAD.pick(lang)}\n{related.response}",
-            related.sources,
-        )
 
     def _extract(
         self,
