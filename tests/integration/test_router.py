@@ -165,6 +165,42 @@ def test_a_paraphrased_faq_question_gets_the_stored_answer(
     assert chinese.response == "请按住路由器背面的RESET键5秒，直到指示灯闪烁。"
 
 
+def test_two_faq_entries_that_tie_are_both_answered(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)
+    with session_scope(url) as session:
+        tenant_id = store.tenant_by_name(session, key.tenant).id
+        for faq_id, product, years in (
+            ("warranty-kettle", "Kettles", "one"),
+            ("warranty-router", "Routers", "two"),
+        ):
+            store.put_faq(
+                session,
+                tenant_id,
+                faq_id,
+                FaqIn(
+                    question="How long is the warranty?",
+                    answer=f"{product} come with a {years}-year warranty.",
+                    lang="en",
+                ),
+            )
+    # the two entries rank 0.003 apart for this question: which one is meant cannot be told
+    tied = completed(ask(processor, url, key, "what warranty do I get?"))
+    assert tied.route == "faq"
+    assert tied.response == (
+        "Kettles come with a one-year warranty.\n\nRouters come with a two-year warranty."
+    )
+    assert [(s.kind, s.id) for s in tied.sources] == [
+        ("faq", "warranty-kettle"),
+        ("faq", "warranty-router"),
+    ]
+    # a clear winner answers alone (the warranty entries rank 0.2 below it)
+    alone = completed(ask(processor, url, key, "How do I reset my router?"))
+    assert [s.id for s in alone.sources] == ["reset-router"]
+
+
 def test_another_tenants_knowledge_never_answers(
     backend_settings: Settings, processor: BatchProcessor
 ) -> None:
