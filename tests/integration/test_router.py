@@ -175,6 +175,8 @@ def test_two_faq_entries_that_tie_are_both_answered(
         for faq_id, product, years in (
             ("warranty-kettle", "Kettles", "one"),
             ("warranty-router", "Routers", "two"),
+            # the kettle's entry stored a second time: its answer is not said twice
+            ("warranty-kettle-copy", "Kettles", "one"),
         ):
             store.put_faq(
                 session,
@@ -192,10 +194,10 @@ def test_two_faq_entries_that_tie_are_both_answered(
     assert tied.response == (
         "Kettles come with a one-year warranty.\n\nRouters come with a two-year warranty."
     )
-    assert [(s.kind, s.id) for s in tied.sources] == [
-        ("faq", "warranty-kettle"),
-        ("faq", "warranty-router"),
-    ]
+    kettle, router = tied.sources
+    assert kettle.kind == router.kind == "faq"
+    assert kettle.id in {"warranty-kettle", "warranty-kettle-copy"}
+    assert router.id == "warranty-router"
     # a clear winner answers alone (the warranty entries rank 0.2 below it)
     alone = completed(ask(processor, url, key, "How do I reset my router?"))
     assert [s.id for s in alone.sources] == ["reset-router"]

@@ -344,13 +344,16 @@ class Router:
         answering = [best]
         # two entries that tie are both answered: which one the customer means, the embedder
         # cannot tell ("收到两天了，不太喜欢，能退吗" is as close to the faulty-item exchange as to
-        # the no-reason return)
+        # the no-reason return); an entry stored twice is not said twice
+        runner_up = next(
+            (c for c in runners_up if _said(c.entry.answer) != _said(best.entry.answer)), None
+        )
         if (
-            runners_up
-            and runners_up[0].rank >= best.rank - FAQ_TIE
-            and runners_up[0].hit.dense >= self.thresholds.faq
+            runner_up is not None
+            and runner_up.rank >= best.rank - FAQ_TIE
+            and runner_up.hit.dense >= self.thresholds.faq
         ):
-            answering.append(runners_up[0])
+            answering.append(runner_up)
         sources = [
             Source(
                 kind="faq",
