@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
 from chatq.order_service import OrderService
@@ -72,18 +74,30 @@ def engine(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     return load_onnx_engine(ModelLayout(tiny_model_dir).onnx_dir, Device.CPU, 0, "tiny")
 
 
-@pytest.fixture
-def processor(backend_settings: Settings, engine) -> BatchProcessor:  # type: ignore[no-untyped-def]
-    settings = backend_settings.model_copy(update={"rule_http_allow_private": True})
+def router_processor(settings: Settings, engine) -> BatchProcessor:  # type: ignore[no-untyped-def]
+    """The worker's preparing side with its router, as ``settings`` configure it."""
     router, registry = build_router(settings, engine.info)
     prompts = PromptBuilder("Be brief.", 512, engine.count_prompt_tokens)
     return BatchProcessor(engine, prompts, settings.database_url, router=router, registry=registry)
 
 
+@pytest.fixture
+def processor(backend_settings: Settings, engine) -> BatchProcessor:  # type: ignore[no-untyped-def]
+    return router_processor(
+        backend_settings.model_copy(update={"rule_http_allow_private": True}), engine
+    )
+
+
+@contextmanager
+def knowledge_of(url: str, key: IssuedKey) -> Iterator[tuple[Session, uuid.UUID]]:
+    """A session and the id of ``key``'s tenant, to change its knowledge."""
+    with session_scope(url) as session:
+        yield session, store.tenant_by_name(session, key.tenant).id
+
+
 def shop(url: str, name: str = "shop") -> IssuedKey:
     key = create_api_key(url, name)
-    with session_scope(url) as session:
-        tenant_id = store.tenant_by_name(session, key.tenant).id
+    with knowledge_of(url, key) as (session, tenant_id):
         for doc_id, text in (
             ("shipping", SHIPPING),
             ("returns", RETURNS),
@@ -170,8 +184,7 @@ def test_two_faq_entries_that_tie_are_both_answered(
 ) -> None:
     url = backend_settings.database_url
     key = shop(url)
-    with session_scope(url) as session:
-        tenant_id = store.tenant_by_name(session, key.tenant).id
+    with knowledge_of(url, key) as (session, tenant_id):
         for faq_id, product, years in (
             ("warranty-kettle", "Kettles", "one"),
             ("warranty-router", "Routers", "two"),
@@ -347,8 +360,7 @@ def test_a_knowledge_change_invalidates_cached_answers(
     assert again.response == first.response
     assert processor.router is not None and processor.router.cache.hit_rate == 0.5
 
-    with session_scope(url) as session:
-        tenant_id = store.tenant_by_name(session, key.tenant).id
+    with knowledge_of(url, key) as (session, tenant_id):
         store.put_document(
             session,
             tenant_id,
@@ -395,10 +407,7 @@ def test_a_passage_just_short_of_the_threshold_follows_the_fallback_as_related(
     key = shop(url)
 
     def asked_with(question: str, **settings: float) -> InferenceOutcome:
-        tuned = backend_settings.model_copy(update=settings)
-        router, registry = build_router(tuned, engine.info)
-        prompts = PromptBuilder("Be brief.", 512, engine.count_prompt_tokens)
-        processor = BatchProcessor(engine, prompts, url, router=router, registry=registry)
+        processor = router_processor(backend_settings.model_copy(update=settings), engine)
         return completed(ask(processor, url, key, question))
 
     # "Can I pay by card?" finds the payment passage with evidence 0.886: a threshold of 0.90
@@ -484,8 +493,7 @@ def add_intents(url: str, key: IssuedKey, orders_url: str) -> None:
             "handler": {"type": "template", "answer": "We answer every day from 9:00 to 21:00."},
         },
     }
-    with session_scope(url) as session:
-        tenant_id = store.tenant_by_name(session, key.tenant).id
+    with knowledge_of(url, key) as (session, tenant_id):
         for name, definition in intents.items():
             store.put_intent(session, tenant_id, name, IntentIn.model_validate(definition))
 
@@ -566,8 +574,7 @@ def test_without_a_configured_fallback_the_contact_in_the_documents_is_named(
 ) -> None:
     url = backend_settings.database_url
     key = shop(url)
-    with session_scope(url) as session:
-        tenant_id = store.tenant_by_name(session, key.tenant).id
+    with knowledge_of(url, key) as (session, tenant_id):
         contact = "# Contact\n\n## Customer service\nNeed help? Email care@shop.example."
         store.put_document(session, tenant_id, "contact", DocumentIn(title="Contact", text=contact))
     outcome = completed(ask(processor, url, key, "What is the name of your CEO's dog?"))
@@ -577,8 +584,7 @@ def test_without_a_configured_fallback_the_contact_in_the_documents_is_named(
 
 def moderated_shop(url: str, actions: dict[str, str]) -> IssuedKey:
     key = shop(url)
-    with session_scope(url) as session:
-        tenant_id = store.tenant_by_name(session, key.tenant).id
+    with knowledge_of(url, key) as (session, tenant_id):
         store.put_settings(
             session,
             tenant_id,

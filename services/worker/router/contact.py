@@ -39,14 +39,6 @@ class Contact:
     emails: tuple[str, ...] = ()
     phones: tuple[str, ...] = ()
 
-    @property
-    def email(self) -> str | None:
-        return self.emails[0] if self.emails else None
-
-    @property
-    def phone(self) -> str | None:
-        return self.phones[0] if self.phones else None
-
     def fallback(self) -> LocalizedText | None:
         """A don't-know answer that names the contacts, or ``None`` without one."""
         ways_en = [f"email {' or '.join(self.emails)}"] if self.emails else []
