@@ -1,8 +1,8 @@
 """Knowledge from files: what ``chatq kb ingest``, ``chatq intents load``, the demo and
 ``chatq eval`` read.
 
-- ``.md`` / ``.txt`` → one document each: id = the file stem, title = the first heading (or the
-  stem), language detected unless ``lang`` is given.
+- ``.md`` / ``.txt`` → one document each: id = the file stem, title = the first heading, Markdown
+  or plain text as the chunker reads it (or the stem), language detected unless ``lang`` is given.
 - ``.json`` / ``.yaml`` / ``.yml`` / ``.csv`` → FAQ entries: a list of
   ``{id?, question, answer, alternatives?, lang?}`` (CSV: those columns, alternatives separated
   by ``|``); an entry without an id gets one from its question, so re-ingesting replaces it.
@@ -19,7 +19,6 @@ import csv
 import hashlib
 import io
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from pydantic import ValidationError
 
 from shared.db.engine import session_scope
 from shared.knowledge import store
+from shared.knowledge.chunking import first_heading
 from shared.knowledge.schemas import (
     DocumentIn,
     FaqIn,
@@ -94,8 +94,7 @@ def document_from_file(path: Path, lang: str | None = None) -> tuple[str, Docume
             f"{path}: the file name must make a valid id ([A-Za-z0-9._-], 1-128 characters)"
         )
     text = _read_text(path)
-    heading = re.search(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE)
-    title = heading.group(1).strip() if heading else path.stem
+    title = first_heading(text) or path.stem
     try:
         return external_id, DocumentIn(title=title[:500], text=text, lang=lang)
     except ValidationError as error:

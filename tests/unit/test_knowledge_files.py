@@ -43,6 +43,16 @@ def test_markdown_becomes_a_document_titled_by_its_first_heading(tmp_path: Path)
     assert knowledge.faq["hours"].alternatives == ["Opening hours?", "Open now?"]
 
 
+def test_plain_text_is_titled_by_its_first_line_when_it_reads_like_a_heading(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "hours.txt").write_text("Opening Hours\n\nWe open at nine.", encoding="utf-8")
+    (tmp_path / "note.txt").write_text("We open at nine.\n\nAnd close at five.", encoding="utf-8")
+    knowledge = read_knowledge([tmp_path])
+    assert knowledge.documents["hours"].title == "Opening Hours"
+    assert knowledge.documents["note"].title == "note"
+
+
 def test_the_bundled_shop_reads_cleanly() -> None:
     knowledge = read_knowledge([EXAMPLE_SHOP / "documents", EXAMPLE_SHOP / "faq.yaml"])
     assert len(knowledge.documents) >= 8 and len(knowledge.faq) >= 20

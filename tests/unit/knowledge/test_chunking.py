@@ -10,6 +10,7 @@ from shared.knowledge.chunking import (
     TARGET_CHUNK_SIZE,
     Chunk,
     chunk_document,
+    first_heading,
     text_size,
 )
 
@@ -56,6 +57,83 @@ def test_headings_become_a_path_under_the_title() -> None:
 def test_a_title_heading_is_not_repeated_but_another_first_heading_is_kept() -> None:
     assert chunk_document("Guide", "# Other\n\ntext")[0].heading == "Guide > Other"
     assert chunk_document("help center", "# Help Center\n\ntext")[0].heading == "help center"
+
+
+PLAIN_GUIDE = """Check-in and Check-out
+
+Times
+
+Check-in is from 15:00 and check-out is by 12:00.
+
+Late check-out
+
+Late check-out depends on availability.
+
+- Until 14:00: $30
+- Until 18:00: half the nightly rate
+
+提前入住
+
+如果房间已准备好，10:00起即可免费提前入住。
+
+Open every day 9:00-21:00
+
+Fees:
+
+Nothing else is charged.
+"""
+
+
+def test_plain_text_headings_are_recognised() -> None:
+    chunks = chunk_document("check-in", PLAIN_GUIDE)
+    assert [c.heading for c in chunks] == [
+        "check-in > Check-in and Check-out > Times",
+        "check-in > Check-in and Check-out > Late check-out",
+        "check-in > Check-in and Check-out > 提前入住",
+    ]
+    assert chunks[0].text == "Check-in is from 15:00 and check-out is by 12:00."
+    # a line with a number states a fact and a label ends with a colon: both stay text
+    assert chunks[2].text.endswith("Open every day 9:00-21:00\n\nFees:\n\nNothing else is charged.")
+    assert first_heading(PLAIN_GUIDE) == "Check-in and Check-out"
+
+
+def test_a_bold_line_in_plain_text_is_a_heading_without_its_stars() -> None:
+    text = "**Late check-out**\n\nAsk at the desk.\n\n__Parking__\n\nThe garage is below."
+    assert [c.heading for c in chunk_document("Stay", text)] == [
+        "Stay > Late check-out",
+        "Stay > Parking",
+    ]
+
+
+def test_a_plain_text_restating_its_title_is_not_repeated() -> None:
+    chunks = chunk_document("Check-in and Check-out", PLAIN_GUIDE)
+    assert chunks[0].heading == "Check-in and Check-out > Times"
+
+
+def test_a_last_line_or_a_sentence_is_not_a_heading() -> None:
+    text = "Returns are free\n\nWe refund within five days.\n\nThank you"
+    assert [(c.heading, c.text) for c in chunk_document("Policy", text)] == [
+        ("Policy > Returns are free", "We refund within five days.\n\nThank you")
+    ]
+    sentences = "We refund within five days.\n\nReturns are easy."
+    assert chunk_document("Policy", sentences)[0].heading == "Policy"
+
+
+def test_markdown_headings_switch_plain_text_headings_off() -> None:
+    text = "Returns are free\n\nWe refund.\n\n## Shipping\n\nFree over 99."
+    chunks = chunk_document("Policy", text)
+    assert [c.heading for c in chunks] == ["Policy", "Policy > Shipping"]
+    assert chunks[0].text == "Returns are free\n\nWe refund."
+
+
+def test_setext_headings_are_markdown_headings() -> None:
+    text = "Help\n====\n\nWelcome.\n\nReturns\n-------\n\nFree.\n\n---\n\nEnd."
+    chunks = chunk_document("Help", text)
+    assert [(c.heading, c.text) for c in chunks] == [
+        ("Help", "Welcome."),
+        ("Help > Returns", "Free.\n\n---\n\nEnd."),
+    ]
+    assert first_heading(text) == "Help"
 
 
 def test_headings_inside_code_fences_are_text() -> None:
