@@ -33,8 +33,8 @@ extractive answer picks sentences from all over it (the shop example as plain te
 without a single Markdown heading gets its headings recognised (``_plain_headings``): a
 paragraph of one short line, followed by more text, that does not read like a sentence or a
 fact (no closing punctuation but a question mark, no time, amount or long number, not a list
-item). Setext headings (a line underlined with ``===`` or ``---``) are Markdown headings and
-are read as such.
+item). In a text with Markdown headings, only a line in bold alone is taken so. Setext
+headings (a line underlined with ``===`` or ``---``) are Markdown headings and are read as such.
 """
 
 from __future__ import annotations
@@ -182,41 +182,52 @@ def _setext_headings(text: str) -> str:
 
 
 def _plain_headings(text: str) -> str:
-    """A text without Markdown headings with its plain-text headings marked as Markdown: its
-    sections' (``##``), and above them the document's own (``#``) when the text opens with
-    two headings. A text with any Markdown heading is returned as it is: its author
-    marked the headings they meant."""
+    """The text with its unmarked headings marked as Markdown. In a text without Markdown
+    headings: its sections' (``##``), and above them the document's own (``#``) when the text
+    opens with two headings. In a text with some, its author marked the headings they meant,
+    but a line in bold alone ("**Late check-out**") is still a heading, one level below the
+    Markdown heading it falls under: writers use bold for the sections of a section."""
     lines = text.splitlines()
-    in_fence = False
-    for line in lines:
-        if _FENCE.match(line):
-            in_fence = not in_fence
-        elif not in_fence and _HEADING.match(line):
-            return text
-    # (start, end) line ranges of the blank-line paragraphs, code fences kept whole
-    blocks: list[tuple[int, int]] = []
+    # (start, end) line ranges of the blank-line paragraphs, code fences kept whole, and the
+    # level of the Markdown heading each one falls under (0: none yet)
+    blocks: list[tuple[int, int, int]] = []
     start: int | None = None
-    in_fence = False
+    level = 0
+    marked_up = in_fence = False
     for index, line in enumerate(lines):
         if _FENCE.match(line):
             in_fence = not in_fence
+        heading = None if in_fence else _HEADING.match(line)
+        if heading:
+            level = len(heading.group(1))
+            marked_up = True
         if line.strip() or in_fence:
             start = index if start is None else start
         elif start is not None:
-            blocks.append((start, index))
+            blocks.append((start, index, level))
             start = None
     if start is not None:
-        blocks.append((start, len(lines)))
-    headings: dict[int, str] = {}  # block number → heading
-    for number, (first, end) in enumerate(blocks[:-1]):  # a heading names the text after it
-        name = _EMPHASIS.sub(r"\2", lines[first].strip())  # "**Late check-out**"
-        if end - first == 1 and _reads_like_heading(name):
-            headings[number] = name
+        blocks.append((start, len(lines), level))
+    headings: dict[int, tuple[str, int]] = {}  # block number → (heading, level under)
+    for number, (first, end, under) in enumerate(blocks[:-1]):  # a heading names what follows
+        line = lines[first].strip()
+        emphasis = _EMPHASIS.match(line)
+        bold = emphasis is not None and emphasis.group(1) in ("**", "__")
+        name = emphasis.group(2) if emphasis else line
+        if (
+            end - first == 1
+            and (bold or not marked_up)
+            and not _HEADING.match(line)
+            and _reads_like_heading(name)
+        ):
+            headings[number] = (name, under)
     marked = list(lines)
-    for number, name in headings.items():
-        # the first line is the document's own heading when a section heading follows it
-        level = "#" if number == 0 and 1 in headings else "##"
-        marked[blocks[number][0]] = f"{level} {name}"
+    for number, (name, under) in headings.items():
+        # without Markdown headings, the first line is the document's own heading when a
+        # section heading follows it
+        opening = number == 0 and 1 in headings
+        depth = min(under + 1, 6) if marked_up else 1 if opening else 2
+        marked[blocks[number][0]] = f"{'#' * depth} {name}"
     return "\n".join(marked)
 
 

@@ -119,10 +119,20 @@ def test_a_last_line_or_a_sentence_is_not_a_heading() -> None:
     assert chunk_document("Policy", sentences)[0].heading == "Policy"
 
 
-def test_markdown_headings_switch_plain_text_headings_off() -> None:
-    text = "Returns are free\n\nWe refund.\n\n## Shipping\n\nFree over 99."
+def test_markdown_headings_switch_plain_text_headings_off_but_bold_lines() -> None:
+    text = (
+        "Returns are free\n\nWe refund.\n\n## Shipping\n\nFree over 99.\n\n"
+        "**Remote regions**\n\nTibet takes a week.\n\n**Express**\n\nNext day.\n\n"
+        "# Payment\n\n**Cards**\n\nVisa."
+    )
     chunks = chunk_document("Policy", text)
-    assert [c.heading for c in chunks] == ["Policy", "Policy > Shipping"]
+    assert [c.heading for c in chunks] == [
+        "Policy",
+        "Policy > Shipping",
+        "Policy > Shipping > Remote regions",
+        "Policy > Shipping > Express",
+        "Policy > Payment > Cards",
+    ]
     assert chunks[0].text == "Returns are free\n\nWe refund."
 
 
