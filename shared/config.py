@@ -200,6 +200,9 @@ class Settings(BaseSettings):
     """The same for a Chinese question (e5's cosines between Chinese texts run higher)."""
     knowledge_lexical_weight: float = Field(0.1, ge=0, le=1)
     """Weight of lexical coverage (share of the question's terms in a passage) in that evidence."""
+    knowledge_lexical_cap: float = Field(0.01, ge=0, le=1)
+    """The most lexical coverage adds to the best passage's evidence that it answers: shared
+    words show a passage's topic, not that it answers (README, "Knowledge and routing")."""
     second_passage_margin: float = Field(0.02, ge=0, le=1)
     """A runner-up passage this close in score to the best one adds its sentences to the answer."""
     related_passage_margin: float = Field(0.03, ge=0, le=1)

@@ -400,15 +400,21 @@ def test_nothing_relevant_gets_the_tenants_fallback_not_an_invented_answer(
     assert chinese.response == "抱歉，请联系客服。"
 
 
+def answered_with(
+    settings: Settings, engine, key: IssuedKey, question: str, **overrides: float
+) -> InferenceOutcome:  # type: ignore[no-untyped-def]
+    """``question`` answered by a router built with ``overrides`` of ``settings``."""
+    processor = router_processor(settings.model_copy(update=overrides), engine)
+    return completed(ask(processor, settings.database_url, key, question))
+
+
 def test_a_passage_just_short_of_the_threshold_follows_the_fallback_as_related(
     backend_settings: Settings, engine
 ) -> None:  # type: ignore[no-untyped-def]
-    url = backend_settings.database_url
-    key = shop(url)
+    key = shop(backend_settings.database_url)
 
     def asked_with(question: str, **settings: float) -> InferenceOutcome:
-        processor = router_processor(backend_settings.model_copy(update=settings), engine)
-        return completed(ask(processor, url, key, question))
+        return answered_with(backend_settings, engine, key, question, **settings)
 
     # "Can I pay by card?" finds the payment passage with evidence 0.886: a threshold of 0.90
     # misses it by 0.014, within the default margin of 0.03; 0.95 misses it by 0.064
@@ -436,6 +442,27 @@ def test_a_passage_just_short_of_the_threshold_follows_the_fallback_as_related(
     assert fallback_zh.startswith("抱歉，我暂时没有这方面的信息")
     assert related_zh.startswith("以下是我们资料中最接近的内容") and "7天内" in related_zh
     assert [(s.kind, s.id) for s in chinese.sources] == [("document", "returns.zh")]
+
+
+def test_words_shared_with_the_question_lift_the_best_passage_only_so_far(
+    backend_settings: Settings, engine
+) -> None:  # type: ignore[no-untyped-def]
+    key = shop(backend_settings.database_url)
+    # "Can I pay by card?" finds the payment passage at cosine 0.851 with lexical coverage
+    # 0.36: evidence 0.886, of which the default cap lets 0.01 count towards answering
+    card = "Can I pay by card?"
+    capped = answered_with(backend_settings, engine, key, card, knowledge_threshold=0.87)
+    assert capped.route == "fallback"  # 0.861 < 0.87: offered after the don't-know
+    fallback, related = capped.response.split("\n\n", 1)
+    assert fallback.startswith("I'm sorry, I don't have information about that.")
+    assert "Visa" in related
+    assert [(s.kind, s.id) for s in capped.sources][:1] == [("document", "payment")]
+
+    uncapped = answered_with(
+        backend_settings, engine, key, card, knowledge_threshold=0.87, knowledge_lexical_cap=1.0
+    )
+    assert uncapped.route == "knowledge" and "Visa" in uncapped.response
+    assert not uncapped.response.startswith("I'm sorry")
 
 
 def test_the_model_answers_alone_only_where_the_tenant_allows_it(

@@ -34,6 +34,7 @@ def build_router(settings: Settings, engine: EngineInfo) -> tuple[Router, Knowle
             knowledge=settings.knowledge_threshold,
             knowledge_zh=settings.knowledge_threshold_zh,
             knowledge_lexical_weight=settings.knowledge_lexical_weight,
+            knowledge_lexical_cap=settings.knowledge_lexical_cap,
             second_passage=settings.second_passage_margin,
             related_passage=settings.related_passage_margin,
         ),

@@ -141,6 +141,8 @@ class Thresholds:
     knowledge: float  # dense + lexical_weight * lexical coverage a passage needs (English)
     knowledge_zh: float  # the same for Chinese questions
     knowledge_lexical_weight: float
+    # the most lexical coverage adds to the best passage's evidence that it answers
+    knowledge_lexical_cap: float
     second_passage: float  # a runner-up passage this close in score joins the answer
     # a best passage this far below the knowledge threshold follows the fallback answer as
     # possibly related (0: never)
@@ -245,7 +247,9 @@ class Router:
                     [Source.model_validate(s) for s in cached.sources],
                 )
 
-        hits = answering_passages(candidates, lambda hit: self._relevant(hit, lang))
+        hits = answering_passages(
+            candidates, lambda hit: self._answers(hit, lang), lambda hit: self._relevant(hit, lang)
+        )
         if hits:
             sources = self._document_sources(tenant, hits)
             if self.knowledge_answer is KnowledgeAnswerMode.GENERATE:
@@ -488,10 +492,24 @@ class Router:
             for s in sentences
         }
 
+    def _needed(self, lang: str) -> float:
+        return self.thresholds.knowledge_zh if lang == "zh" else self.thresholds.knowledge
+
+    def _answers(self, hit: Hit, lang: str) -> bool:
+        """The best passage answers: as ``_relevant``, but its lexical coverage adds at most
+        ``knowledge_lexical_cap``. Words shared with the question show a passage's topic, not
+        that it answers: "can I wear the buds air while swimming?" shares the product's name
+        with its pairing steps (cosine 0.835, coverage 0.39). Such a passage, far below the
+        threshold by meaning, is offered after the fallback answer instead (``_fallback``)."""
+        lexical = self.thresholds.knowledge_lexical_weight * hit.lexical
+        evidence = hit.dense + min(lexical, self.thresholds.knowledge_lexical_cap)
+        return evidence >= self._needed(lang)
+
     def _relevant(self, hit: Hit, lang: str, slack: float = 0.0) -> bool:
+        """A passage on the question's topic: its cosine with its lexical coverage added.
+        Enough for a runner-up to join an answer, or to be offered after the fallback."""
         evidence = hit.dense + self.thresholds.knowledge_lexical_weight * hit.lexical
-        needed = self.thresholds.knowledge_zh if lang == "zh" else self.thresholds.knowledge
-        return evidence >= needed - slack
+        return evidence >= self._needed(lang) - slack
 
     def _fallback(
         self,
@@ -515,7 +533,9 @@ class Router:
         text = fallback.pick(lang)
         slack = self.thresholds.related_passage
         near = (
-            answering_passages(candidates, lambda hit: self._relevant(hit, lang, slack))
+            answering_passages(
+                candidates, near := lambda hit: self._relevant(hit, lang, slack), near
+            )
             if slack > 0
             else []
         )
@@ -601,14 +621,16 @@ class Router:
         self.cache.put(tenant_id, version, key, cached)
 
 
-def answering_passages(ranked: Sequence[Hit], relevant: Callable[[Hit], bool]) -> list[Hit]:
+def answering_passages(
+    ranked: Sequence[Hit], answers: Callable[[Hit], bool], relevant: Callable[[Hit], bool]
+) -> list[Hit]:
     """The passages that answer, best first: the relevant ones, provided the best-ranked passage
-    is relevant itself. Otherwise none: a lower passage that clears the threshold only through
+    answers itself. Otherwise none: a lower passage that clears the threshold only through
     lexical coverage (a passage that shares nothing with the question but the shop's name) is
     no better an answer than the closer one that did not, and the question gets the fallback.
     Ranking and relevance weigh lexical coverage differently (squared and small for ranking,
     linear for relevance), which is what lets a lower passage pass where the best one did not."""
-    if not ranked or not relevant(ranked[0]):
+    if not ranked or not answers(ranked[0]):
         return []
     return [hit for hit in ranked if relevant(hit)]
 
