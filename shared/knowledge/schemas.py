@@ -282,6 +282,9 @@ class TenantSettings(BaseModel):
     """Said when nothing relevant is known; name how to reach a person here."""
     llm_fallback: bool = False
     """Let the model answer on its own when no knowledge matches (off: the fallback answer)."""
+    builtin_handoff: bool = True
+    """Hand a request for a person ("转人工") over with the built-in handoff intent when the
+    tenant has knowledge and defines no handoff intent of its own."""
     moderation: ModerationSettings = Field(default_factory=lambda: ModerationSettings())
     """What moderation does per category, and what a blocked customer is told."""
     pii_patterns: list[PiiPatternIn] = Field(default_factory=list, max_length=MAX_PII_PATTERNS)

@@ -596,6 +596,31 @@ def test_handoff_and_template_intents(
     assert hours.intent is not None and hours.intent.name == "hours"
 
 
+def test_a_tenant_with_knowledge_but_no_handoff_intent_hands_a_request_for_a_person_over(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    key = shop(url)  # documents and FAQ, no intents
+    chinese = completed(ask(processor, url, key, "你根本听不懂，给我转人工"))
+    assert chinese.route == "rule" and chinese.handoff
+    assert chinese.intent is not None and chinese.intent.name == "builtin.handoff"
+    assert "转接人工客服" in chinese.response
+    english = completed(ask(processor, url, key, "can I speak to an actual human?"))
+    assert english.handoff and "colleague" in english.response
+    # a question about a person is not a request for one
+    manager = completed(ask(processor, url, key, "who is your general manager?"))
+    assert not manager.handoff and manager.route == "fallback"
+
+    store.configure_tenant(url, key.tenant, TenantSettings(builtin_handoff=False))
+    turned_off = completed(ask(processor, url, key, "你根本听不懂，给我转人工"))
+    assert not turned_off.handoff and turned_off.route == "fallback"
+
+    # a tenant with nothing to answer from gets no built-in intent either
+    bare = create_api_key(url, "bare")
+    outcome = ask(processor, url, bare, "给我转人工")
+    assert outcome == "model" or not completed(outcome).handoff
+
+
 def test_without_a_configured_fallback_the_contact_in_the_documents_is_named(
     backend_settings: Settings, processor: BatchProcessor
 ) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, Row, select, update
 from services.worker.knowledge.embeddings import Embedder
 from services.worker.knowledge.extractive import passage_sentences
 from services.worker.knowledge.index import HybridIndex, IndexedText
+from services.worker.router.builtin_intents import BUILTIN_HANDOFF, BUILTIN_HANDOFF_NAME
 from services.worker.router.contact import find_contact
 from services.worker.router.intents import CompiledIntent
 from shared.db.engine import session_scope
@@ -375,6 +376,18 @@ class KnowledgeRegistry:
                 else np.zeros((0, self.embedder.dim), dtype=np.float32)
             )
             compiled.append(CompiledIntent.compile(name, intent, examples, self.intent_threshold))
+        # a tenant with knowledge can be asked for a person even if it defined no handoff
+        if (
+            knowledge.settings.builtin_handoff
+            and (knowledge.chunks or knowledge.faq)
+            and not any(c.definition.handler.type == "handoff" for c in compiled)
+        ):
+            no_examples = np.zeros((0, self.embedder.dim), dtype=np.float32)
+            compiled.append(
+                CompiledIntent.compile(
+                    BUILTIN_HANDOFF_NAME, BUILTIN_HANDOFF, no_examples, self.intent_threshold
+                )
+            )
         knowledge.intents = compiled
 
     def _store_vectors(
