@@ -532,13 +532,11 @@ class Router:
         fallback = tenant.settings.fallback_answer or tenant.derived_fallback or DEFAULT_FALLBACK
         text = fallback.pick(lang)
         slack = self.thresholds.related_passage
-        near = (
-            answering_passages(
-                candidates, near := lambda hit: self._relevant(hit, lang, slack), near
-            )
-            if slack > 0
-            else []
-        )
+
+        def near_enough(hit: Hit) -> bool:  # lexical coverage counts in full here
+            return self._relevant(hit, lang, slack)
+
+        near = answering_passages(candidates, near_enough, near_enough) if slack > 0 else []
         if not near:
             return RoutedAnswer("fallback", text)
         related = self._extract(
