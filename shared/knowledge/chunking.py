@@ -26,15 +26,16 @@ is merged into the chunk before it rather than left as a fragment that retrieves
 code blocks are not searched for headings or blank lines.
 
 Plain text has headings too, only unmarked: a business that pastes its policies from a word
-processor sends "Late check-out" on a line of its own above the paragraph it names. Without
-its sections, a document is one section: its chunks pack unrelated paragraphs together and an
-extractive answer picks sentences from all over it (the shop example as plain text scored
-74.5 % instead of 88.2 % as Markdown; 85.3 % with its headings recognised, README). So a text
-without a single Markdown heading gets its headings recognised (``_plain_headings``): a
-paragraph of one short line, followed by more text, that does not read like a sentence or a
-fact (no closing punctuation but a question mark, no time, amount or long number, not a list
-item). In a text with Markdown headings, only a line in bold alone is taken so. Setext
-headings (a line underlined with ``===`` or ``---``) are Markdown headings and are read as such.
+processor sends "Late check-out" on a line of its own above the paragraph it names. Without its
+sections, a document is one section: its chunks pack unrelated paragraphs together and an
+extractive answer picks sentences from all over it (the shop example as plain text scored 74.5 %
+instead of 88.2 % as Markdown; 85.3 % with its headings recognised, README). So a text without a
+single Markdown heading gets its headings recognised (``_plain_headings``): a paragraph of one
+short line, followed by more text, that does not read like a sentence or a fact (no closing
+punctuation but a question mark, no label with its value, no time, amount or long number, not a
+list item), and is followed by text rather than by another heading. In a text with Markdown
+headings, only a line in bold alone is taken so. Setext headings (a line underlined with ``===``
+or ``---``) are Markdown headings and are read as such.
 """
 
 from __future__ import annotations
@@ -59,13 +60,17 @@ MIN_CHUNK_SIZE = 120
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-_EMPHASIS = re.compile(r"^(\*\*|__|\*|_)(.+)\1$")
+# a line wholly in bold or italics: "**Late check-out**" (not "**a** and **b**", "* a *")
+_EMPHASIS = re.compile(r"^(\*\*|__|\*|_)(?![\s*_])((?:(?!\1).)+?)(?<![\s*_])\1$")
 # a time, an amount, a share or a long number: what a fact quotes and a heading rarely does
-_FACT = re.compile(r"\d\s*[:：.,]\s*\d|[$¥€£%％元]|\d{3,}")
+_FACT = re.compile(r"\d\s*[:：.,]\s*\d|[$¥€£%％元]|\d{3,}|\d\s*(?:am|pm)\b", re.IGNORECASE)
+# "Check-in: from 3 pm", "地址：北京市朝阳区": a label and its value state a fact
+_LABELLED = re.compile(r"[:：]\s*\S")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•·]|\d+[.)、])\s")
 # what ends a sentence, a clause or a label ("Fees:") in English and Chinese
 # (a question is a heading: an FAQ page's question names the answer under it)
 _CLOSING_PUNCTUATION = tuple(".!,;:…。！，；：、\"'”’")
+BOM = "\ufeff"  # what some editors put before a UTF-8 text; not part of its first line
 PLAIN_HEADING_MAX_SIZE = 60
 """The longest line read as a plain-text heading (Latin-equivalent characters: 20 Chinese)."""
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
@@ -90,6 +95,7 @@ def text_size(text: str) -> float:
 
 def chunk_document(title: str, text: str) -> list[Chunk]:
     """Chunks of a Markdown or plain-text document, in order; [] for a blank text."""
+    text = text.removeprefix(BOM)
     if len(text) > MAX_DOCUMENT_CHARS:
         raise ValueError(f"document has {len(text)} characters, more than {MAX_DOCUMENT_CHARS}")
     chunks: list[Chunk] = []
@@ -146,7 +152,7 @@ def _sections(title: str, text: str) -> list[tuple[str, list[str]]]:
 def first_heading(text: str) -> str | None:
     """The document's first heading, Markdown or plain text, as the chunker reads it."""
     in_fence = False
-    for line in _plain_headings(_setext_headings(text)).splitlines():
+    for line in _plain_headings(_setext_headings(text.removeprefix(BOM))).splitlines():
         if _FENCE.match(line):
             in_fence = not in_fence
         heading = None if in_fence else _HEADING.match(line)
@@ -208,19 +214,32 @@ def _plain_headings(text: str) -> str:
             start = None
     if start is not None:
         blocks.append((start, len(lines), level))
-    headings: dict[int, tuple[str, int]] = {}  # block number → (heading, level under)
-    for number, (first, end, under) in enumerate(blocks[:-1]):  # a heading names what follows
+    candidates: dict[int, tuple[str, int]] = {}  # block number → (heading, level under)
+    markdown: set[int] = set()  # the blocks that open with a Markdown heading
+    for number, (first, end, under) in enumerate(blocks):
         line = lines[first].strip()
+        if _HEADING.match(line):
+            markdown.add(number)
+            continue
         emphasis = _EMPHASIS.match(line)
         bold = emphasis is not None and emphasis.group(1) in ("**", "__")
         name = emphasis.group(2) if emphasis else line
-        if (
-            end - first == 1
-            and (bold or not marked_up)
-            and not _HEADING.match(line)
-            and _reads_like_heading(name)
-        ):
-            headings[number] = (name, under)
+        # a bold line before any Markdown heading is no section of one
+        marked_as_section = bold and under > 0 if marked_up else True
+        if end - first == 1 and marked_as_section and _reads_like_heading(name):
+            candidates[number] = (name, under)
+    # a heading names the text after it: one followed by another heading (or by nothing) is
+    # text ("Closed on Sundays" over "Parking available" over a paragraph), except a plain
+    # text's opening line over its first section's heading, the document's own heading
+    headings = {
+        number: candidate
+        for number, candidate in candidates.items()
+        if number + 1 < len(blocks)
+        and (
+            (number + 1 not in candidates and number + 1 not in markdown)
+            or (number == 0 and not marked_up and number + 2 < len(blocks))
+        )
+    }
     marked = list(lines)
     for number, (name, under) in headings.items():
         # without Markdown headings, the first line is the document's own heading when a
@@ -238,11 +257,14 @@ def _reads_like_heading(line: str) -> bool:
         and text_size(name) <= PLAIN_HEADING_MAX_SIZE
         and not name.endswith(_CLOSING_PUNCTUATION)
         and not _FACT.search(name)  # "Open daily 9:00-21:00" states a fact, "7-day returns" not
+        and not _LABELLED.search(name)
+        and any(char.isalpha() for char in name)  # not a rule line ("==========")
         and not _LIST_ITEM.match(name)
         and not name[0].islower()
         and not _FENCE.match(name)
         and "@" not in name
         and "://" not in name
+        and not any(markup in name for markup in ("**", "__", "`", "]("))  # inline Markdown
     )
 
 

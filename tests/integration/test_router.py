@@ -608,8 +608,25 @@ def test_a_tenant_with_knowledge_but_no_handoff_intent_hands_a_request_for_a_per
     english = completed(ask(processor, url, key, "can I speak to an actual human?"))
     assert english.handoff and "colleague" in english.response
     # a question about a person is not a request for one
-    manager = completed(ask(processor, url, key, "who is your general manager?"))
-    assert not manager.handoff and manager.route == "fallback"
+    for question in ("who is your general manager?", "人工客服几点上班？"):
+        assert not completed(ask(processor, url, key, question)).handoff, question
+
+    # a tenant that set up intents of its own keeps its own way of answering
+    with knowledge_of(url, key) as (session, tenant_id):
+        store.put_intent(
+            session,
+            tenant_id,
+            "hours",
+            IntentIn.model_validate(
+                {
+                    "keywords": ["opening hours"],
+                    "handler": {"type": "template", "answer": "9:00-21:00"},
+                }
+            ),
+        )
+    assert not completed(ask(processor, url, key, "你根本听不懂，给我转人工")).handoff
+    with knowledge_of(url, key) as (session, tenant_id):
+        store.delete_intent(session, tenant_id, "hours")
 
     store.configure_tenant(url, key.tenant, TenantSettings(builtin_handoff=False))
     turned_off = completed(ask(processor, url, key, "你根本听不懂，给我转人工"))

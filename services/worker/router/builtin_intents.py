@@ -6,9 +6,11 @@ them: without one, the request got the fallback answer ("I don't have informatio
 that"). With this one it gets a handoff: the job says ``handoff: true`` and a ``job.handoff``
 webhook goes out, so the business's backend can route the conversation to its people, as with
 a handoff intent of its own. It is recognised by its patterns alone (no examples: a question
-about a person, "who is the general manager?", is not a request for one). A tenant turns it
-off with ``builtin_handoff: false`` in its settings, or replaces it by defining any intent
-with a ``handoff`` handler.
+about a person, "who is the general manager?", is not a request for one). It is only for a
+tenant that has set up no intents at all (one that has decided how a request for a person is
+answered, by a handoff, a template or a ticket, keeps its own way) and none of whose FAQ
+questions asks for a person ("How can I talk to a human?" answered with a phone number). A
+tenant turns it off with ``builtin_handoff: false`` in its settings.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ BUILTIN_HANDOFF_NAME = "builtin.handoff"
 
 BUILTIN_HANDOFF = IntentIn(
     description="The customer asks for a person (built in)",
+    # the customer asking for a person, not asking about one ("人工客服几点上班？", "do you
+    # offer a live agent?", "人工服务费多少钱？" are questions the knowledge answers)
     patterns=[
-        r"\b(talk|speak|chat)\b.{0,20}\b(human|person|agent|representative|someone real"
-        r"|staff member)\b",
-        r"\b(real|live|actual)\s+(person|human|agent)\b",
-        r"\b(human|customer service)\s+(agent|representative)\b",
-        r"\b(need|want|get me)\s+(a|an|to)?\s*(human|representative)\b",
-        "(转人工|人工客服|人工服务|找人工|要人工|接人工|真人客服|转接人工)",
+        r"\b(i|me|can i|could i|may i)\b.{0,25}\b(talk|speak|chat)\s+(to|with)\s+"
+        r"(a|an|some|your)?\s*(real\s+|live\s+|actual\s+)?"
+        r"(human|person|agent|representative|someone|staff)\b",
+        r"\b(connect|transfer|put)\s+me\s+(to|through to|with)\s+(a|an|some|your)?\s*"
+        r"(real\s+|live\s+)?(human|person|agent|representative|someone)\b",
+        r"\b(want|need|get me|give me)\s+(a|an)\s+(real|live|actual)\s+(person|human|agent)\b",
+        "(转人工|转接人工|(找|要|接)人工客服|真人客服)(?!.{0,6}(几点|时间|上班|电话|多少|费))",
     ],
     handler=HandoffHandler(
         type="handoff",

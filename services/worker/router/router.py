@@ -500,7 +500,8 @@ class Router:
         ``knowledge_lexical_cap``. Words shared with the question show a passage's topic, not
         that it answers: "can I wear the buds air while swimming?" shares the product's name
         with its pairing steps (cosine 0.835, coverage 0.39). Such a passage, far below the
-        threshold by meaning, is offered after the fallback answer instead (``_fallback``)."""
+        threshold by meaning, is offered after the fallback answer instead, as a related passage
+        when ``related_passage`` allows (``_fallback``)."""
         lexical = self.thresholds.knowledge_lexical_weight * hit.lexical
         evidence = hit.dense + min(lexical, self.thresholds.knowledge_lexical_cap)
         return evidence >= self._needed(lang)

@@ -376,18 +376,15 @@ class KnowledgeRegistry:
                 else np.zeros((0, self.embedder.dim), dtype=np.float32)
             )
             compiled.append(CompiledIntent.compile(name, intent, examples, self.intent_threshold))
-        # a tenant with knowledge can be asked for a person even if it defined no handoff
-        if (
-            knowledge.settings.builtin_handoff
-            and (knowledge.chunks or knowledge.faq)
-            and not any(c.definition.handler.type == "handoff" for c in compiled)
-        ):
+        # a tenant with knowledge but no intents can still be asked for a person
+        if knowledge.settings.builtin_handoff and not compiled and knowledge.has_knowledge:
             no_examples = np.zeros((0, self.embedder.dim), dtype=np.float32)
-            compiled.append(
-                CompiledIntent.compile(
-                    BUILTIN_HANDOFF_NAME, BUILTIN_HANDOFF, no_examples, self.intent_threshold
-                )
+            builtin = CompiledIntent.compile(
+                BUILTIN_HANDOFF_NAME, BUILTIN_HANDOFF, no_examples, self.intent_threshold
             )
+            # ... unless its FAQ answers that request its own way
+            if not any(builtin.rule_matches(entry.question) for entry in knowledge.faq):
+                compiled.append(builtin)
         knowledge.intents = compiled
 
     def _store_vectors(

@@ -119,6 +119,44 @@ def test_a_last_line_or_a_sentence_is_not_a_heading() -> None:
     assert chunk_document("Policy", sentences)[0].heading == "Policy"
 
 
+def test_short_lines_in_a_row_stay_text_but_the_last_one_over_a_paragraph() -> None:
+    text = "Hotel\n\nClosed on Sundays\n\nParking available\n\nWe are a nice hotel."
+    assert [(c.heading, c.text) for c in chunk_document("Doc", text)] == [
+        ("Doc > Hotel", "Closed on Sundays"),
+        ("Doc > Parking available", "We are a nice hotel."),
+    ]
+
+
+def test_labelled_facts_rule_lines_and_inline_bold_are_never_headings() -> None:
+    for text in (
+        "Check-in: from 3 pm\n\nCheck-out: by 11 am\n\nMore text.",
+        "营业时间：每天上午九点到晚上九点\n\n地址：北京市朝阳区建国路\n\n欢迎光临。",
+        "Intro text here.\n\n==========\n\nMore text.",
+        "Intro text here.\n\n**Step one** then **step two**\n\nDo it.",
+    ):
+        assert [c.heading for c in chunk_document("Doc", text)] == ["Doc"], text
+        assert first_heading(text) is None
+
+
+def test_a_bold_line_is_no_section_before_the_first_markdown_heading_or_above_another() -> None:
+    text = (
+        "**Internal use only**\n\nDo not share.\n\n# Check-in\n\nArrive after 3 pm.\n\n"
+        "**Bring your passport**\n\n# Breakfast\n\nServed daily."
+    )
+    assert [(c.heading, c.text) for c in chunk_document("Doc", text)] == [
+        ("Doc", "**Internal use only**\n\nDo not share."),
+        ("Doc > Check-in", "Arrive after 3 pm.\n\n**Bring your passport**"),
+        ("Doc > Breakfast", "Served daily."),
+    ]
+    assert first_heading(text) == "Check-in"
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_heading() -> None:
+    text = "\ufeffHotel policies\n\nLate check-out\n\nUntil 1 pm."
+    assert first_heading(text) == "Hotel policies"
+    assert chunk_document("Doc", text)[0].heading == "Doc > Hotel policies > Late check-out"
+
+
 def test_markdown_headings_switch_plain_text_headings_off_but_bold_lines() -> None:
     text = (
         "Returns are free\n\nWe refund.\n\n## Shipping\n\nFree over 99.\n\n"
