@@ -95,11 +95,10 @@ def text_size(text: str) -> float:
 
 def chunk_document(title: str, text: str) -> list[Chunk]:
     """Chunks of a Markdown or plain-text document, in order; [] for a blank text."""
-    text = text.removeprefix(BOM)
-    if len(text) > MAX_DOCUMENT_CHARS:
+    if len(text.removeprefix(BOM)) > MAX_DOCUMENT_CHARS:
         raise ValueError(f"document has {len(text)} characters, more than {MAX_DOCUMENT_CHARS}")
     chunks: list[Chunk] = []
-    for heading, paragraphs in _sections(title.strip(), _plain_headings(_setext_headings(text))):
+    for heading, paragraphs in _sections(title.strip(), _headings_marked(text)):
         for body in _pack(paragraphs):
             chunks.append(Chunk(position=len(chunks), heading=heading, text=body))
     return chunks
@@ -111,7 +110,7 @@ def _sections(title: str, text: str) -> list[tuple[str, list[str]]]:
     path: list[tuple[int, str]] = []  # (level, heading) of the open headings
     paragraphs: list[str] = []
     lines: list[str] = []
-    seen_heading = in_fence = False
+    seen_heading = False
 
     def end_paragraph() -> None:
         if any(line.strip() for line in lines):
@@ -126,9 +125,8 @@ def _sections(title: str, text: str) -> list[tuple[str, list[str]]]:
             sections.append((" > ".join(names), paragraphs.copy()))
         paragraphs.clear()
 
-    for line in text.splitlines():
-        if _FENCE.match(line):
-            in_fence = not in_fence
+    all_lines = text.splitlines()
+    for line, in_fence in zip(all_lines, _in_fence(all_lines), strict=True):
         heading = None if in_fence else _HEADING.match(line)
         if heading:
             end_section()
@@ -151,14 +149,29 @@ def _sections(title: str, text: str) -> list[tuple[str, list[str]]]:
 
 def first_heading(text: str) -> str | None:
     """The document's first heading, Markdown or plain text, as the chunker reads it."""
-    in_fence = False
-    for line in _plain_headings(_setext_headings(text.removeprefix(BOM))).splitlines():
-        if _FENCE.match(line):
-            in_fence = not in_fence
+    lines = _headings_marked(text).splitlines()
+    for line, in_fence in zip(lines, _in_fence(lines), strict=True):
         heading = None if in_fence else _HEADING.match(line)
         if heading and heading.group(2).strip():
             return str(heading.group(2).strip())
     return None
+
+
+def _headings_marked(text: str) -> str:
+    """The text as the chunker reads it: without a byte order mark, its setext and unmarked
+    headings written as Markdown headings."""
+    return _plain_headings(_setext_headings(text.removeprefix(BOM)))
+
+
+def _in_fence(lines: list[str]) -> list[bool]:
+    """For each line, whether it is inside a fenced code block (its opening fence included)."""
+    inside: list[bool] = []
+    in_fence = False
+    for line in lines:
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        inside.append(in_fence)
+    return inside
 
 
 def _setext_headings(text: str) -> str:
@@ -166,10 +179,7 @@ def _setext_headings(text: str) -> str:
     the underline must follow a paragraph's only line, else ``---`` is a thematic break."""
     lines = text.splitlines()
     out: list[str] = []
-    in_fence = False
-    for index, line in enumerate(lines):
-        if _FENCE.match(line):
-            in_fence = not in_fence
+    for index, (line, in_fence) in enumerate(zip(lines, _in_fence(lines), strict=True)):
         underline = None if in_fence else _SETEXT_UNDERLINE.match(line)
         above = out[-1] if out else ""
         starts_paragraph = index < 2 or not lines[index - 2].strip()
@@ -199,10 +209,8 @@ def _plain_headings(text: str) -> str:
     blocks: list[tuple[int, int, int]] = []
     start: int | None = None
     level = 0
-    marked_up = in_fence = False
-    for index, line in enumerate(lines):
-        if _FENCE.match(line):
-            in_fence = not in_fence
+    marked_up = False
+    for index, (line, in_fence) in enumerate(zip(lines, _in_fence(lines), strict=True)):
         heading = None if in_fence else _HEADING.match(line)
         if heading:
             level = len(heading.group(1))

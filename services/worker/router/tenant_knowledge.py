@@ -360,6 +360,7 @@ class KnowledgeRegistry:
 
     def _compile_intents(self, knowledge: TenantKnowledge, rows: Sequence[IntentRow]) -> None:
         compiled = []
+        no_examples = np.zeros((0, self.embedder.dim), dtype=np.float32)
         for name, definition in rows:
             try:
                 intent = IntentIn.model_validate(definition)
@@ -373,12 +374,11 @@ class KnowledgeRegistry:
             examples = (
                 np.vstack([self._example_vectors[e] for e in intent.examples])
                 if intent.examples
-                else np.zeros((0, self.embedder.dim), dtype=np.float32)
+                else no_examples
             )
             compiled.append(CompiledIntent.compile(name, intent, examples, self.intent_threshold))
         # a tenant with knowledge but no intents can still be asked for a person
         if knowledge.settings.builtin_handoff and not compiled and knowledge.has_knowledge:
-            no_examples = np.zeros((0, self.embedder.dim), dtype=np.float32)
             builtin = CompiledIntent.compile(
                 BUILTIN_HANDOFF_NAME, BUILTIN_HANDOFF, no_examples, self.intent_threshold
             )
