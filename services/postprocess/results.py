@@ -8,25 +8,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.postprocess.job_metrics import FinishedJob, observe_finished
+from services.postprocess.job_writes import JOB_RESULT_COLUMNS, JobWrites
 from services.postprocess.moderation import moderate_answer
 from shared.batch_completion import finish_batch_if_done
 from shared.config import Settings
-from shared.db.engine import session_scope
+from shared.db.engine import session_scope, writes_in_with_clauses
 from shared.db.models import (
     ChatSession,
     DeliveryStatus,
     Job,
     JobStatus,
-    Message,
     Tenant,
     WebhookDelivery,
     utcnow,
 )
-from shared.db.notifications import notify_job_finished
 from shared.job_view import JobView
 from shared.logs import get_logger
 from shared.messaging.schemas import InferenceOutcome, JobError
@@ -44,6 +43,12 @@ EVENT_FOR_STATUS = {
 
 
 HANDOFF_EVENT = "job.handoff"
+# what an outcome sets only when the job completed
+ANSWER_COLUMNS = tuple(
+    name
+    for name in JOB_RESULT_COLUMNS
+    if name not in {"status", "completed_at", "updated_at", "error"}
+)
 
 # each tenant's moderator and anonymiser, rebuilt when its knowledge version moves
 _safety = TenantSafetyCache()
@@ -57,21 +62,16 @@ def new_delivery_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
-def webhook_payload(event_type: str, job: Job, now: datetime) -> dict[str, object]:
-    """The Standard Webhooks envelope: ``type``, ``timestamp`` and the job as ``data``."""
-    return {
-        "type": event_type,
-        "timestamp": now.isoformat(),
-        "data": JobView.from_job(job).model_dump(mode="json"),
-    }
-
-
 def record_outcome(settings: Settings, outcome: InferenceOutcome) -> list[str]:
     """Store ``outcome``; return the ids of webhook deliveries to attempt now.
 
     A job already in a terminal state (a redelivered outcome, or a job cancelled meanwhile) is
     left as it is; its still-unattempted deliveries are returned again, in case the process that
     stored it died before handing them on.
+
+    Every finished job takes this path, so it costs few round trips: the job is read and locked
+    in one, and its new state, transcript, session, deliveries and notification are written in
+    one more on Postgres (``JobWrites``), as plain statements without the ORM's unit of work.
     """
     with session_scope(settings.database_url) as session:
         found = session.execute(
@@ -89,69 +89,99 @@ def record_outcome(settings: Settings, outcome: InferenceOutcome) -> list[str]:
         if job.status.is_terminal:
             log.info("outcome_already_recorded", job_id=str(job.id), status=job.status.value)
             return _unattempted_deliveries(session, job.id)
+        # From here the loaded job only describes the new state (its view, its webhooks): the
+        # writes below store it, and the session must not flush it a second time.
+        session.expunge(job)
 
         now = utcnow()
         safety = _safety.get(session, tenant)
-        job.status = JobStatus(outcome.status)
-        job.completed_at = now
-        job.error = outcome.error.model_dump() if outcome.error else None
-        if outcome.status == "completed":
-            checked = moderate_answer(safety, job.query, outcome)
-            job.response = checked.response
-            job.route = checked.route
-            job.moderation = checked.moderation
-            job.sources = [source.model_dump() for source in outcome.sources]
-            job.intent = outcome.intent.model_dump() if outcome.intent else None
-            job.handoff = outcome.handoff
-            job.usage = outcome.usage.model_dump() if outcome.usage else None
-            job.engine = outcome.engine.model_dump() if outcome.engine else None
-            job.model_version = (
-                (outcome.engine.version or outcome.engine.model) if outcome.engine else None
-            )
-            if outcome.timings:
-                timings = outcome.timings.model_copy(
-                    update={"total_ms": round((now - job.created_at).total_seconds() * 1000, 3)}
-                )
-                job.timings = timings.model_dump()
-                job.batch_size = timings.batch_size
-
-        stored_texts = _anonymise_texts(session, job, safety, pii_secret(settings))
+        changes = _finished_state(job, outcome, safety, now)
+        for name, value in changes.items():
+            setattr(job, name, value)
+        writes = JobWrites(job.id, one_statement=writes_in_with_clauses(settings.database_url))
+        writes.update_job(changes)
+        stored_texts = _anonymise_texts(session, job, safety, pii_secret(settings), writes, now)
         if job.status is JobStatus.COMPLETED:
-            _write_transcript(session, job, stored_texts, now)
+            _write_transcript(writes, job, stored_texts, now)
+        view = JobView.from_job(job)
         deliveries = []
         if job.webhook_url:
             events = [EVENT_FOR_STATUS[job.status]]
             if job.handoff:
                 # a person takes over: the backend routes the conversation to its agents
                 events.append(HANDOFF_EVENT)
+            shown = view.model_dump(mode="json")
             for event_type in events:
-                delivery = WebhookDelivery(
-                    id=new_delivery_id(),
-                    job_id=job.id,
-                    api_key_id=job.api_key_id,
-                    event_type=event_type,
-                    url=job.webhook_url,
-                    # stored anonymised: the sender puts the clear texts back while the job
-                    # still holds them (see CHATQ_RESULT_RETENTION_S)
-                    payload=_anonymised(webhook_payload(event_type, job, now), stored_texts),
-                    status=DeliveryStatus.PENDING,
-                    # the first attempt is handed on by finalize_job at once; the sweeper takes
-                    # the delivery only if that hand-off is lost, not while it runs
-                    next_attempt_at=now + FIRST_ATTEMPT_LEASE,
+                delivery_id = new_delivery_id()
+                writes.insert_delivery(
+                    {
+                        "id": delivery_id,
+                        "job_id": job.id,
+                        "api_key_id": job.api_key_id,
+                        "event_type": event_type,
+                        "url": job.webhook_url,
+                        # stored anonymised: the sender puts the clear texts back while the job
+                        # still holds them (see CHATQ_RESULT_RETENTION_S)
+                        "payload": _anonymised(
+                            webhook_payload(event_type, shown, now), stored_texts
+                        ),
+                        "status": DeliveryStatus.PENDING,
+                        # the first attempt is handed on by finalize_job at once; the sweeper
+                        # takes the delivery only if that hand-off is lost, not while it runs
+                        "next_attempt_at": now + FIRST_ATTEMPT_LEASE,
+                        "attempt_count": 0,
+                        "created_at": now,
+                    }
                 )
-                session.add(delivery)
-                deliveries.append(delivery.id)
+                deliveries.append(delivery_id)
+        # the job as the API shows it rides in the notification (Postgres): a long-poll
+        # answers from it without reading the job again
+        writes.execute(session, rendered=view.model_dump_json())
         if job.batch_id is not None:  # its batch ends with its last job
             deliveries += finish_batch_if_done(
                 session, job.batch_id, now, first_attempt_at=now + FIRST_ATTEMPT_LEASE
             )
-        # the job as the API shows it rides in the notification (Postgres): a long-poll
-        # answers from it without reading the job again
-        notify_job_finished(session, job.id, lambda: JobView.from_job(job).model_dump_json())
         log.info("job_finished", job_id=str(job.id), status=job.status.value)
         finished = FinishedJob(job.status.value, job.route, job.timings, outcome.usage, job.handoff)
     observe_finished(finished)  # once committed: a rolled-back store is retried, not counted
     return deliveries
+
+
+def _finished_state(
+    job: Job, outcome: InferenceOutcome, safety: TenantSafety, now: datetime
+) -> dict[str, Any]:
+    """The job's columns as ``outcome`` leaves them (the answer moderated): a value for each
+    of ``JOB_RESULT_COLUMNS``. Those of the answer stay as a job that has not finished has
+    them, unless it completed."""
+    changes: dict[str, Any] = {
+        "status": JobStatus(outcome.status),
+        "completed_at": now,
+        "updated_at": now,
+        "error": outcome.error.model_dump() if outcome.error else None,
+        **{name: getattr(job, name) for name in ANSWER_COLUMNS},
+    }
+    if outcome.status != "completed":
+        return changes
+    checked = moderate_answer(safety, job.query, outcome)
+    changes |= {
+        "response": checked.response,
+        "route": checked.route,
+        "moderation": checked.moderation,
+        "sources": [source.model_dump() for source in outcome.sources],
+        "intent": outcome.intent.model_dump() if outcome.intent else None,
+        "handoff": outcome.handoff,
+        "usage": outcome.usage.model_dump() if outcome.usage else None,
+        "engine": outcome.engine.model_dump() if outcome.engine else None,
+        "model_version": (
+            (outcome.engine.version or outcome.engine.model) if outcome.engine else None
+        ),
+    }
+    if outcome.timings:
+        timings = outcome.timings.model_copy(
+            update={"total_ms": round((now - job.created_at).total_seconds() * 1000, 3)}
+        )
+        changes |= {"timings": timings.model_dump(), "batch_size": timings.batch_size}
+    return changes
 
 
 @dataclass(frozen=True)
@@ -163,16 +193,23 @@ class StoredTexts:
 
 
 def _anonymise_texts(
-    session: Session, job: Job, safety: TenantSafety, secret: bytes
+    session: Session,
+    job: Job,
+    safety: TenantSafety,
+    secret: bytes,
+    writes: JobWrites,
+    now: datetime,
 ) -> StoredTexts:
-    chat_session = (
-        session.get(ChatSession, job.session_id, with_for_update=True)
-        if job.session_id is not None
-        else None
-    )
-    placeholders = PlaceholderMap(
-        secret, chat_session.pii_placeholders if chat_session is not None else None
-    )
+    """The texts anonymised with the session's placeholders (its row locked while they are
+    read and written back, so that concurrent turns number their values alike)."""
+    known: Any = None
+    if job.session_id is not None:
+        known = session.execute(
+            select(ChatSession.pii_placeholders)
+            .where(ChatSession.id == job.session_id)
+            .with_for_update()
+        ).one_or_none()
+    placeholders = PlaceholderMap(secret, known[0] if known is not None else None)
     stored = StoredTexts(
         query=safety.anonymizer.anonymize(job.query, placeholders),
         response=(
@@ -181,43 +218,38 @@ def _anonymise_texts(
             else None
         ),
     )
-    if chat_session is not None:
-        chat_session.pii_placeholders = placeholders.to_json()
+    if known is not None:
+        assert job.session_id is not None  # known is the session's row
+        active_at = now if job.status is JobStatus.COMPLETED else None
+        writes.update_session(job.session_id, placeholders.to_json(), active_at)
     return stored
+
+
+def _write_transcript(writes: JobWrites, job: Job, texts: StoredTexts, now: datetime) -> None:
+    question = (0, "user", texts.query, job.created_at)
+    answer = (1, "assistant", texts.response or "", now)
+    for position, role, content, created_at in (question, answer):
+        writes.insert_message(
+            {
+                "id": uuid.uuid4(),
+                "job_id": job.id,
+                "session_id": job.session_id,
+                "position": position,
+                "role": role,
+                "content": content,
+                "created_at": created_at,
+            }
+        )
+
+
+def webhook_payload(event_type: str, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The Standard Webhooks envelope: ``type``, ``timestamp`` and the job as ``data``."""
+    return {"type": event_type, "timestamp": now.isoformat(), "data": data}
 
 
 def _anonymised(payload: dict[str, Any], texts: StoredTexts) -> dict[str, Any]:
     data = payload["data"]
     return {**payload, "data": {**data, "query": texts.query, "response": texts.response}}
-
-
-def _write_transcript(session: Session, job: Job, texts: StoredTexts, now: datetime) -> None:
-    # one INSERT of both rows, without the unit of work (nothing reads them back here)
-    session.execute(
-        insert(Message),
-        [
-            {
-                "job_id": job.id,
-                "session_id": job.session_id,
-                "position": 0,
-                "role": "user",
-                "content": texts.query,
-                "created_at": job.created_at,
-            },
-            {
-                "job_id": job.id,
-                "session_id": job.session_id,
-                "position": 1,
-                "role": "assistant",
-                "content": texts.response or "",
-                "created_at": now,
-            },
-        ],
-    )
-    if job.session_id is not None:
-        chat_session = session.get(ChatSession, job.session_id)
-        if chat_session is not None:
-            chat_session.last_activity_at = now
 
 
 def _unattempted_deliveries(session: Session, job_id: uuid.UUID) -> list[str]:

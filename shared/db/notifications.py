@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import event, func, select
+from sqlalchemy import String, bindparam, event, func, select
 from sqlalchemy.orm import Session
 
 from shared.doorbell import Doorbell
@@ -37,9 +37,18 @@ def notify_job_finished(
     takes); what the transaction commits is what it says."""
     if session.get_bind().dialect.name == "postgresql":
         payload = notification_payload(job_id, render() if render is not None else None)
-        session.execute(select(func.pg_notify(JOB_FINISHED_CHANNEL, payload)))
+        session.execute(NOTIFY_JOB_FINISHED, {NOTIFICATION: payload})
     else:
         ring_job_finished_after_commit(session)
+
+
+NOTIFICATION = "notification"
+NOTIFY_JOB_FINISHED = select(
+    func.pg_notify(JOB_FINISHED_CHANNEL, bindparam(NOTIFICATION, type_=String()))
+)
+"""Postgres: the ``pg_notify`` of a finished job, its payload (``notification_payload``) the
+parameter ``NOTIFICATION``; sent when the transaction commits. A statement of its own, or the
+outer SELECT of a statement whose WITH clauses make the writes it announces."""
 
 
 def notification_payload(job_id: uuid.UUID, rendered: str | None) -> str:

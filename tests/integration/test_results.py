@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from services.postprocess.results import record_outcome
 from services.worker.job_state import (
@@ -15,9 +16,10 @@ from services.worker.job_state import (
 )
 from shared.api_keys import create_api_key
 from shared.config import Settings
-from shared.db.engine import session_scope
+from shared.db.engine import get_engine, session_scope
 from shared.db.models import (
     ApiKey,
+    ChatSession,
     DeliveryStatus,
     Job,
     JobStatus,
@@ -88,6 +90,85 @@ def test_a_cancelled_job_is_not_overwritten(backend_settings: Settings) -> None:
     with session_scope(url) as session:
         assert session.get(Job, job.id).status is JobStatus.CANCELLED
         assert session.scalars(select(Message)).all() == []
+
+
+def test_a_handoff_in_a_session_stores_every_row_in_few_statements(
+    backend_settings: Settings,
+) -> None:
+    url = backend_settings.database_url
+    key = create_api_key(url, "shop")
+    job = make_job(
+        url, key.id, session_external_id="customer-7", webhook_url="https://example.com/hook"
+    )
+    with session_scope(url) as session:
+        chat_session = session.get(ChatSession, job.session_id)
+        assert chat_session is not None
+        active_before = chat_session.last_activity_at
+    outcome = completed_outcome(job.id, "A colleague will answer you here.").model_copy(
+        update={"handoff": True, "route": "rule"}
+    )
+    # the tenant's moderation lists are read once per process, by its first job
+    record_outcome(backend_settings, completed_outcome(make_job(url, key.id).id))
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = get_engine(url)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        deliveries = record_outcome(backend_settings, outcome)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+    with session_scope(url) as session:
+        stored = session.get(Job, job.id)
+        messages = session.scalars(select(Message).where(Message.job_id == job.id)).all()
+        events = session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.event_type))
+        rows = [(d.id, d.event_type, d.status, d.attempt_count) for d in events]
+        chat_session = session.get(ChatSession, job.session_id)
+    assert stored.status is JobStatus.COMPLETED and stored.handoff and stored.route == "rule"
+    assert stored.updated_at == stored.completed_at
+    assert sorted((m.position, m.role, m.content, m.session_id) for m in messages) == [
+        (0, "user", "Where is my order?", job.session_id),
+        (1, "assistant", "A colleague will answer you here.", job.session_id),
+    ]
+    assert len({m.id for m in messages}) == 2
+    assert [(event_type, status, n) for _id, event_type, status, n in rows] == [
+        ("job.completed", DeliveryStatus.PENDING, 0),
+        ("job.handoff", DeliveryStatus.PENDING, 0),
+    ]
+    assert sorted(deliveries) == sorted(row[0] for row in rows)
+    assert chat_session.last_activity_at > active_before
+    assert chat_session.pii_placeholders == {}
+    if backend_settings.database_url.startswith("postgresql"):
+        # the job read and locked, the session's row locked, then every write and the
+        # notification in one statement
+        assert len(statements) == 3, [s[:80] for s in statements]
+
+
+def test_a_failed_turn_leaves_its_session_idle(backend_settings: Settings) -> None:
+    url = backend_settings.database_url
+    key = create_api_key(url, "shop")
+    job = make_job(url, key.id, session_external_id="customer-8")
+    with session_scope(url) as session:
+        chat_session = session.get(ChatSession, job.session_id)
+        assert chat_session is not None
+        active_before = chat_session.last_activity_at
+    failure = InferenceOutcome(
+        job_id=job.id,
+        status="failed",
+        error=JobError(code="engine_error", message="out of memory"),
+        finished_at=utcnow(),
+    )
+    assert record_outcome(backend_settings, failure) == []
+    with session_scope(url) as session:
+        stored = session.get(Job, job.id)
+        chat_session = session.get(ChatSession, job.session_id)
+        assert session.scalars(select(Message)).all() == []
+    assert stored.status is JobStatus.FAILED
+    assert stored.response is None and stored.route is None and not stored.handoff
+    assert chat_session.last_activity_at == active_before
 
 
 def test_claiming_runs_a_job_once_and_skips_finished_ones(backend_settings: Settings) -> None:
