@@ -13,14 +13,14 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import wraps
 from typing import Any, Generic, TypeVar, cast
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, after_this_request, current_app, g, request
 from sqlalchemy import select
 
 from services.api.problems import Problem, ProblemType
@@ -321,3 +321,25 @@ def current_caller() -> Caller:
 def hold_wait_slot(wait_s: float) -> AbstractContextManager[None]:
     """A context that holds one of the caller's open-wait slots (429 when none is free)."""
     return access_control().waits.hold(current_caller().key_id, wait_s)
+
+
+@contextmanager
+def hold_wait_slot_until_answered(wait_s: float) -> Iterator[None]:
+    """As ``hold_wait_slot``, but a wait that ends gives its slot back once the answer is
+    written, not before: the slot's DELETE (a commit) is then not between a finished job and
+    the client that waits for it. A wait that fails gives it back at once. The slot counts a
+    moment longer against the key's cap, until the answer is out."""
+    slot = ExitStack()
+    slot.enter_context(hold_wait_slot(wait_s))
+    try:
+        yield
+    except BaseException:
+        slot.close()
+        raise
+
+    def give_back_once_answered(response: Response) -> Response:
+        # the server closes every response once written (PEP 3333), and on a disconnect
+        response.call_on_close(slot.close)
+        return response
+
+    after_this_request(give_back_once_answered)

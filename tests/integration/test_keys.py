@@ -373,6 +373,9 @@ def test_a_key_holds_at_most_its_cap_of_open_waits_across_processes(
     assert first.post(f"/v1/jobs/{job_id}/cancel", headers=bearer(key)).status_code == 200
     waiter.join(timeout=20)
     assert results[0].get_json()["status"] == "cancelled"
+    # the slot goes back once the answer is written, when the server closes the response
+    assert open_waits(backend_settings) == 1
+    results[0].close()
     assert open_waits(backend_settings) == 0
 
 
@@ -408,6 +411,7 @@ def test_a_finished_job_is_answered_at_once_without_taking_a_wait_slot(
     assert client.post(f"/v1/jobs/{waited_for}/cancel", headers=bearer(key)).status_code == 200
     waiter.join(timeout=20)
     assert results[0].get_json()["status"] == "cancelled"
+    results[0].close()  # as the server does once the answer is written
     assert open_waits(backend_settings) == 0
 
 

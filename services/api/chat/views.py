@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from services.api.auth import current_caller, hold_wait_slot, require_api_key
+from services.api.auth import current_caller, hold_wait_slot_until_answered, require_api_key
 from services.api.chat.protocol import ChatRequest
 from services.api.chat.streaming import StreamedJob
 from services.api.context import api_context
@@ -79,7 +79,7 @@ def answer_in_one_round_trip(job_in: JobCreate, endpoint: str) -> Job:
     twin): the completed job, or a problem (504 with the job's link, 502 if it failed)."""
     ctx = api_context()
     # the wait slot is taken before the job exists: a refused chat leaves no job behind
-    with hold_wait_slot(ctx.settings.chat_timeout_s):
+    with hold_wait_slot_until_answered(ctx.settings.chat_timeout_s):
         submission = submit_job(
             ctx,
             current_caller(),

@@ -6,7 +6,7 @@ import uuid
 
 from flask import Blueprint, Response, jsonify, request
 
-from services.api.auth import current_caller, hold_wait_slot, require_api_key
+from services.api.auth import current_caller, hold_wait_slot_until_answered, require_api_key
 from services.api.context import api_context
 from services.api.jobs.listing import load_job_page
 from services.api.jobs.protocol import JobCreate, JobListQuery
@@ -92,7 +92,11 @@ def get_job(job_id: str) -> Response:
     wait = parse_wait(ctx.settings.max_long_poll_s)
     if wait:
         job = wait_for_job_view(
-            ctx, current_caller(), parsed, wait, hold_slot=lambda: hold_wait_slot(wait)
+            ctx,
+            current_caller(),
+            parsed,
+            wait,
+            hold_slot=lambda: hold_wait_slot_until_answered(wait),
         )
     else:
         job = load_job(ctx, current_caller(), parsed)
