@@ -308,7 +308,8 @@ class Settings(BaseSettings):
     there, so an interactive job never queues behind more than about this many batch jobs."""
     batch_feed_interval_s: float = Field(0.25, gt=0, le=60)
     """How often each API process releases batch jobs into the queue and closes batches whose
-    jobs have all ended."""
+    jobs have all ended, while any batch is open (with none open: every
+    ``feeder.IDLE_ROUND_S``, and at once when the process accepts a batch)."""
 
     # --- webhooks ----------------------------------------------------------------------------
     webhook_allow_private: bool = False

@@ -19,6 +19,7 @@ class PeriodicWork(ABC):
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
         self._stopping = threading.Event()
+        self._woken = threading.Event()  # set by a stop or a wake: the wait ends at once
         self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
 
     @abstractmethod
@@ -28,12 +29,26 @@ class PeriodicWork(ABC):
     def start(self) -> None:
         self._thread.start()
 
+    def wake(self) -> None:
+        """Run the next round now rather than when the wait ends."""
+        self._woken.set()
+
+    def wait_s(self) -> float:
+        """How long to wait before the next round: ``interval_s`` (a subclass may wait longer
+        while it has nothing to do)."""
+        return self.interval_s
+
     def stop(self) -> None:
         self._stopping.set()
+        self._woken.set()
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
-        while not self._stopping.wait(self.interval_s):
+        while True:
+            self._woken.wait(self.wait_s())
+            self._woken.clear()
+            if self._stopping.is_set():
+                return
             try:
                 handled = self.run_once()
             except Exception as error:

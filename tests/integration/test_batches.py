@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from sqlalchemy import func, select, update
 from chatq.webhook_receiver import WebhookReceiver
 from services.api.app import create_app
 from services.api.batches import results as batch_results
-from services.api.batches.feeder import BatchFeeder
+from services.api.batches.feeder import IDLE_ROUND_S, BatchFeeder
 from services.api.context import EXTENSION_KEY
 from services.postprocess.results import record_outcome
 from services.postprocess.webhooks import attempt_delivery
@@ -489,6 +490,27 @@ def test_the_feeder_skips_cancelled_jobs_and_stops_at_the_end(backend_settings: 
     assert api.waiting_in_queue() == 2
     assert batches(api)[uuid.UUID(batch_id)].released == 3
     assert api.feeder().run_once() == 0
+
+
+def test_an_idle_feeder_waits_long_and_a_batch_accepted_here_wakes_it(
+    backend_settings: Settings,
+) -> None:
+    api = make_api(backend_settings, batch_feed_depth=100)
+    feeder = api.feeder()
+    assert feeder.run_once() == 0
+    assert feeder.wait_s() == IDLE_ROUND_S  # no batch is open anywhere
+    feeder.start()
+    try:
+        batch_id = api.submit_lines(lines(2)).get_json()["id"]
+        # the idle wait is IDLE_ROUND_S: only the wake-up explains a release before half of it
+        give_up_at = time.monotonic() + IDLE_ROUND_S / 2
+        while batches(api)[uuid.UUID(batch_id)].released < 2:
+            assert time.monotonic() < give_up_at, "the accepted batch did not wake the feeder"
+            time.sleep(0.02)
+        assert feeder.wait_s() == api.settings.batch_feed_interval_s  # a batch is open
+    finally:
+        feeder.stop()
+    assert api.waiting_in_queue() == 2
 
 
 def batches(api: BatchApi) -> dict[uuid.UUID, Batch]:

@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.api.auth import Caller
+from services.api.batches.feeder import batch_accepted
 from services.api.batches.lines import BatchIn, BatchJobIn
 from services.api.batches.protocol import BatchListQuery, BatchPage
 from services.api.context import ApiContext
@@ -87,7 +88,7 @@ def submit_batch(
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters.",
         )
     try:
-        return _store(ctx, caller, batch_in, idempotency_key)
+        submission = _store(ctx, caller, batch_in, idempotency_key)
     except IntegrityError:
         # Another request with the same Idempotency-Key committed first: answer as a replay.
         if idempotency_key is None:
@@ -97,6 +98,9 @@ def submit_batch(
             if existing is None:
                 raise
             return _replay(session, existing, batch_in.fingerprint)
+    if submission.created:
+        batch_accepted()
+    return submission
 
 
 def _store(
