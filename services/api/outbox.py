@@ -298,6 +298,9 @@ class ConfirmedRows:
 
     def _loop(self) -> None:
         while True:
+            # Asleep until a row is confirmed (an idle API process woke here 20 times a second
+            # for nothing), then a moment for the confirms that follow it to join its DELETE.
+            self._pending.put(self._pending.get())
             time.sleep(CLEANUP_EVERY_S)
             try:
                 while self.flush() == CLEANUP_BATCH:
