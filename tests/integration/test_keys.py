@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, func, select, text
 from chatq.demo import free_port
 from chatq.stack import Stack
 from services.api.app import create_app
+from services.api.jobs.service import SLOT_GRACE_S
 from shared.api_keys import TENANT_SCOPES, IssuedKey, Scope, create_api_key
 from shared.config import Settings
 from shared.db.engine import dispose_engine, session_scope
@@ -376,6 +377,46 @@ def test_a_key_holds_at_most_its_cap_of_open_waits_across_processes(
     # the slot goes back once the answer is written, when the server closes the response
     assert open_waits(backend_settings) == 1
     results[0].close()
+    assert open_waits(backend_settings) == 0
+
+
+def test_a_long_poll_answered_within_the_grace_needs_no_slot(
+    backend_settings: Settings,
+) -> None:
+    """A wait takes a slot only once it has lasted SLOT_GRACE_S: a job that finishes sooner
+    is answered even while the key's slots are all held (and writes no slot)."""
+    client = client_for(backend_settings, max_open_waits_per_key=1)
+    key = create_api_key(backend_settings.database_url, "shop")
+    held = submit(client, key).get_json()["id"]
+    quick = submit(client, key).get_json()["id"]
+    results: dict[str, Any] = {}
+    holder = threading.Thread(
+        target=lambda: results.update(
+            held=client.get(f"/v1/jobs/{held}?wait=20", headers=bearer(key))
+        )
+    )
+    holder.start()
+    wait_until(lambda: open_waits(backend_settings) == 1)
+
+    poll = threading.Thread(
+        target=lambda: results.update(
+            quick=client.get(f"/v1/jobs/{quick}?wait=20", headers=bearer(key))
+        )
+    )
+    poll.start()
+    time.sleep(SLOT_GRACE_S / 4)
+    assert client.post(f"/v1/jobs/{quick}/cancel", headers=bearer(key)).status_code == 200
+    poll.join(timeout=10)
+    assert results["quick"].status_code == 200
+    assert results["quick"].get_json()["status"] == "cancelled"
+    # past the grace, a wait for a job still running needs the slot, which is held
+    assert_problem(
+        client.get(f"/v1/jobs/{held}?wait=5", headers=bearer(key)), 429, "too-many-waits"
+    )
+
+    assert client.post(f"/v1/jobs/{held}/cancel", headers=bearer(key)).status_code == 200
+    holder.join(timeout=20)
+    results["held"].close()
     assert open_waits(backend_settings) == 0
 
 
