@@ -66,8 +66,10 @@ def claim_with_transcripts(
     parameters = {"job_ids": list(session_by_job), "now": utcnow()}
     wants_history = any(session_id is not None for session_id in session_by_job.values())
     one_statement = writes_in_with_clauses(database_url)
+    # The claim need not wait for the disk: until its outcome is stored the broker holds
+    # the job, and a claim a database crash took back is made again (``autocommit``).
     scope = transaction if wants_history or not one_statement else autocommit
-    with scope(database_url) as connection:
+    with scope(database_url, durable=False) as connection:
         if one_statement:
             rows = connection.execute(CLAIM_IN_ONE_STATEMENT, parameters).all()
         else:

@@ -121,11 +121,15 @@ def make_private_sqlite_file(path: Path) -> None:
                 file.chmod(0o600)
 
 
-def create_db_engine(url: str, *, immediate_transactions: bool = True) -> Engine:
+def create_db_engine(
+    url: str, *, immediate_transactions: bool = True, durable: bool = True
+) -> Engine:
     """An engine for ``url`` with chatq's connection settings.
 
     ``immediate_transactions`` (SQLite only) makes every transaction take the write lock when it
     begins, which serialises the processes sharing the file instead of failing them.
+    ``durable=False`` (Postgres only): commits do not wait for the write-ahead log to reach the
+    disk (``synchronous_commit=off``); see ``autocommit``.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -147,7 +151,10 @@ def create_db_engine(url: str, *, immediate_transactions: bool = True) -> Engine
         return engine
     # Statement parameters are customers' texts, webhook URLs and secrets: an error's message
     # (logged, returned by repr) must never carry them.
-    engine = create_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
+    connect_args = {} if durable else {"options": "-c synchronous_commit=off"}
+    engine = create_engine(
+        url, pool_size=10, max_overflow=20, hide_parameters=True, connect_args=connect_args
+    )
     # instead of pool_pre_ping (see the module's docstring)
     event.listen(engine.pool, "checkin", _note_return)
     event.listen(engine.pool, "checkout", _check_on_checkout(engine.dialect))
@@ -176,27 +183,54 @@ def get_session_factory(url: str) -> sessionmaker[Session]:
     return _engine_and_factory(url)[1]
 
 
+_lax_engines: dict[str, Engine] = {}
+
+
+def _lax_engine(url: str) -> Engine:
+    """The process's engine for ``url`` whose commits do not wait for the disk (Postgres;
+    SQLite has one engine for both)."""
+    if make_url(url).get_backend_name() != "postgresql":
+        return get_engine(url)
+    with _engines_lock:
+        if url not in _lax_engines:
+            _lax_engines[url] = create_db_engine(url, durable=False)
+        return _lax_engines[url]
+
+
 def dispose_engine(url: str) -> None:
     """Close the pooled connections to ``url`` (before dropping a database, say)."""
     with _engines_lock:
         entry = _engines.pop(url, None)
+        lax = _lax_engines.pop(url, None)
     if entry is not None:
         entry[0].dispose()
+    if lax is not None:
+        lax.dispose()
 
 
 @contextmanager
-def transaction(url: str) -> Iterator[Connection]:
+def transaction(url: str, *, durable: bool = True) -> Iterator[Connection]:
     """A connection in a transaction that commits on success and rolls back on error: for
-    statements that need no ORM session (its unit of work costs more than a small INSERT)."""
-    with get_engine(url).begin() as connection:
+    statements that need no ORM session (its unit of work costs more than a small INSERT).
+    ``durable``: as for ``autocommit``."""
+    with (get_engine(url) if durable else _lax_engine(url)).begin() as connection:
         yield connection
 
 
 @contextmanager
-def autocommit(url: str) -> Iterator[Connection]:
+def autocommit(url: str, *, durable: bool = True) -> Iterator[Connection]:
     """A connection outside any transaction: each statement commits on its own. For a single
-    statement, which is atomic anyway, this saves the BEGIN and COMMIT round trips."""
-    with get_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    statement, which is atomic anyway, this saves the BEGIN and COMMIT round trips.
+
+    ``durable=False``: on Postgres the commit does not wait for the write-ahead log to reach
+    the disk. Only for writes that a crash of the database may take back without harm, because
+    something else keeps the truth or repairs them, and which are on a request's or a job's
+    path: a rate-limit bucket, an open-wait slot (it expires), an outbox row whose publish was
+    confirmed (the relay publishes it again: a duplicate workers ignore), a worker's claim
+    (the broker redelivers the job until its outcome is stored, durably). The order of commits
+    is kept: a durable commit after it makes it durable too."""
+    engine = get_engine(url) if durable else _lax_engine(url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         yield connection
 
 

@@ -95,3 +95,23 @@ def test_a_connection_the_server_closed_is_replaced_before_use(
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT 1")) == 1
         assert backend_pid(connection) != pid
+
+
+def test_only_writes_that_may_be_lost_skip_waiting_for_the_disk(
+    server_namespace_factory: NamespaceFactory,
+) -> None:
+    url = server_namespace_factory().database_url
+    try:
+        with db_engine.autocommit(url) as durable:
+            assert durable.scalar(text("SHOW synchronous_commit")) == "on"
+        with db_engine.transaction(url) as durable:
+            assert durable.scalar(text("SHOW synchronous_commit")) == "on"
+        with db_engine.autocommit(url, durable=False) as lax:
+            assert lax.scalar(text("SHOW synchronous_commit")) == "off"
+        with db_engine.transaction(url, durable=False) as lax:
+            assert lax.scalar(text("SHOW synchronous_commit")) == "off"
+        # the durable pool is not touched by the other one's setting
+        with db_engine.session_scope(url) as session:
+            assert session.scalar(text("SHOW synchronous_commit")) == "on"
+    finally:
+        db_engine.dispose_engine(url)
