@@ -151,10 +151,14 @@ def create_db_engine(
         return engine
     # Statement parameters are customers' texts, webhook URLs and secrets: an error's message
     # (logged, returned by repr) must never carry them.
-    connect_args = {} if durable else {"options": "-c synchronous_commit=off"}
-    engine = create_engine(
-        url, pool_size=10, max_overflow=20, hide_parameters=True, connect_args=connect_args
-    )
+    if durable:
+        pool: dict[str, Any] = {"pool_size": 10, "max_overflow": 20}
+    else:
+        # single short statements: a smaller pool beside the durable one, so that a process
+        # holds at most 45 connections in all (Postgres allows 100 by default)
+        pool = {"pool_size": 5, "max_overflow": 10}
+        pool["connect_args"] = {"options": "-c synchronous_commit=off"}
+    engine = create_engine(url, hide_parameters=True, **pool)
     # instead of pool_pre_ping (see the module's docstring)
     event.listen(engine.pool, "checkin", _note_return)
     event.listen(engine.pool, "checkout", _check_on_checkout(engine.dialect))
