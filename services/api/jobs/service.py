@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from services.api.auth import Caller
 from services.api.context import ApiContext
+from services.api.job_events import JobFinished
 from services.api.jobs.group_commit import GroupCommit
 from services.api.jobs.protocol import JobCreate
 from services.api.outbox import insert_with_job
@@ -392,23 +393,35 @@ def _wait(
         # wait takes one of the key's slots (a write, and a delete after it) only once it
         # has lasted SLOT_GRACE_S. The slot's writes are then out of the way of the job's
         # start, and a quick answer needs none.
+        seen: Job | RenderedJob | None = job
         if finished.wait(min(SLOT_GRACE_S, wait_s)):
-            finished.clear()
-            if rendered and finished.rendered is not None:
-                return RenderedJob(json.loads(finished.rendered))
-            job = load_job(ctx, caller, job_id)
-            if job is None or job.status.is_terminal:
-                return job
+            seen = _look_again(ctx, caller, job_id, finished, rendered=rendered)
+            if _ended(seen):
+                return seen
         if give_up_at - time.monotonic() <= 0:
-            return job
+            return seen
         with hold_slot() if hold_slot is not None else nullcontext():
             intervals = ctx.job_events.poll_intervals()
             while (remaining := give_up_at - time.monotonic()) > 0:
                 finished.wait(min(next(intervals), remaining))
-                finished.clear()
-                if rendered and finished.rendered is not None:
-                    return RenderedJob(json.loads(finished.rendered))
-                job = load_job(ctx, caller, job_id)
-                if job is None or job.status.is_terminal:
-                    return job
-            return job
+                seen = _look_again(ctx, caller, job_id, finished, rendered=rendered)
+                if _ended(seen):
+                    return seen
+            return seen
+
+
+def _look_again(
+    ctx: ApiContext, caller: Caller, job_id: uuid.UUID, finished: JobFinished, *, rendered: bool
+) -> Job | RenderedJob | None:
+    """The job after a wake-up (or a safety timeout): as its notification rendered it when it
+    carried it, else read again."""
+    finished.clear()
+    if rendered and finished.rendered is not None:
+        return RenderedJob(json.loads(finished.rendered))
+    return load_job(ctx, caller, job_id)
+
+
+def _ended(seen: Job | RenderedJob | None) -> bool:
+    """Whether the wait is over: the job is gone, or finished (a notification is sent only
+    for a finished job)."""
+    return seen is None or isinstance(seen, RenderedJob) or seen.status.is_terminal
