@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Insert, Select, Update, bindparam, func, insert, update
@@ -33,7 +33,7 @@ from shared.db.notifications import (
     notify_job_finished,
 )
 
-# What an outcome sets on its job (``results.finished_state`` gives every one of them).
+# What an outcome sets on its job (``results._finished_state`` gives every one of them).
 JOB_RESULT_COLUMNS = (
     "status",
     "completed_at",
@@ -153,12 +153,12 @@ class JobWrites:
         self._statements.append(statement)
         self._parameters.update((f"{prefix}_{name}", value) for name, value in values.items())
 
-    def execute(self, session: Session, rendered: str) -> None:
-        """Run the writes in ``session``'s transaction, and announce the job (``rendered``: it
-        as the API shows it, for the notification)."""
+    def execute(self, session: Session, render: Callable[[], str]) -> None:
+        """Run the writes in ``session``'s transaction, and announce the job (``render``: it
+        as the API shows it, for the notification; SQLite's doorbell carries nothing)."""
         connection = session.connection()
         if self.one_statement:
-            payload = notification_payload(self.job_id, rendered)
+            payload = notification_payload(self.job_id, render())
             connection.execute(
                 _in_one_statement(tuple(self._statements)),
                 {**self._parameters, NOTIFICATION: payload},

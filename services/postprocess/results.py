@@ -136,7 +136,7 @@ def record_outcome(settings: Settings, outcome: InferenceOutcome) -> list[str]:
                 deliveries.append(delivery_id)
         # the job as the API shows it rides in the notification (Postgres): a long-poll
         # answers from it without reading the job again
-        writes.execute(session, rendered=view.model_dump_json())
+        writes.execute(session, render=view.model_dump_json)
         if job.batch_id is not None:  # its batch ends with its last job
             deliveries += finish_batch_if_done(
                 session, job.batch_id, now, first_attempt_at=now + FIRST_ATTEMPT_LEASE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event, select
@@ -92,6 +93,13 @@ def test_a_cancelled_job_is_not_overwritten(backend_settings: Settings) -> None:
         assert session.scalars(select(Message)).all() == []
 
 
+def last_activity(url: str, session_id: uuid.UUID | None) -> datetime:
+    with session_scope(url) as session:
+        chat_session = session.get(ChatSession, session_id)
+        assert chat_session is not None
+        return chat_session.last_activity_at
+
+
 def test_a_handoff_in_a_session_stores_every_row_in_few_statements(
     backend_settings: Settings,
 ) -> None:
@@ -100,10 +108,7 @@ def test_a_handoff_in_a_session_stores_every_row_in_few_statements(
     job = make_job(
         url, key.id, session_external_id="customer-7", webhook_url="https://example.com/hook"
     )
-    with session_scope(url) as session:
-        chat_session = session.get(ChatSession, job.session_id)
-        assert chat_session is not None
-        active_before = chat_session.last_activity_at
+    active_before = last_activity(url, job.session_id)
     outcome = completed_outcome(job.id, "A colleague will answer you here.").model_copy(
         update={"handoff": True, "route": "rule"}
     )
@@ -151,10 +156,7 @@ def test_a_failed_turn_leaves_its_session_idle(backend_settings: Settings) -> No
     url = backend_settings.database_url
     key = create_api_key(url, "shop")
     job = make_job(url, key.id, session_external_id="customer-8")
-    with session_scope(url) as session:
-        chat_session = session.get(ChatSession, job.session_id)
-        assert chat_session is not None
-        active_before = chat_session.last_activity_at
+    active_before = last_activity(url, job.session_id)
     failure = InferenceOutcome(
         job_id=job.id,
         status="failed",
@@ -164,11 +166,10 @@ def test_a_failed_turn_leaves_its_session_idle(backend_settings: Settings) -> No
     assert record_outcome(backend_settings, failure) == []
     with session_scope(url) as session:
         stored = session.get(Job, job.id)
-        chat_session = session.get(ChatSession, job.session_id)
         assert session.scalars(select(Message)).all() == []
     assert stored.status is JobStatus.FAILED
     assert stored.response is None and stored.route is None and not stored.handoff
-    assert chat_session.last_activity_at == active_before
+    assert last_activity(url, job.session_id) == active_before
 
 
 def test_claiming_runs_a_job_once_and_skips_finished_ones(backend_settings: Settings) -> None:
