@@ -72,6 +72,7 @@ class PoisonedStepModel:
     def __init__(self, inner: OptimumStepModel) -> None:
         self.inner = inner
         self.model = inner.model
+        self.cache_rows = inner.cache_rows
 
     def forward(
         self,
@@ -173,6 +174,7 @@ class FailingStepModel:
     def __init__(self, inner: OptimumStepModel, poison_token: int) -> None:
         self.inner = inner
         self.model = inner.model
+        self.cache_rows = inner.cache_rows
         self.poison_token = poison_token
 
     def forward(

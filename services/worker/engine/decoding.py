@@ -30,7 +30,11 @@ PastKeyValues = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
 
 class StepModel(Protocol):
-    """One forward pass of a causal LM with a KV cache."""
+    """One forward pass of a causal LM with a KV cache, and how that cache's rows leave and
+    join a batch (``CacheRows``: new tensors, unless the model decodes in place)."""
+
+    @property
+    def cache_rows(self) -> CacheRows: ...
 
     def forward(
         self,
@@ -235,49 +239,90 @@ class DecodeBatch:
     def finished(self) -> list[ActiveSequence]:
         return [s for s in self.sequences if s.finish_reason is not None]
 
-    def filter(self, keep: list[int]) -> DecodeBatch | None:
-        """The batch without the rows not in ``keep``; None if none are left."""
+    def filter(self, keep: list[int], rows: CacheRows | None = None) -> DecodeBatch | None:
+        """The batch without the rows not in ``keep``; None if none are left. ``rows`` moves the
+        KV cache's rows (copies by default); it may return them in another order, which the
+        sequences, mask and next tokens follow."""
         if not keep:
             return None
         if len(keep) == len(self):
             return self
-        rows = RowIndex(keep)
-        attention_mask = self.attention_mask.index_select(0, rows.on(self.attention_mask))
-        # columns that every remaining row pads are dead weight: cut them
-        first = int(attention_mask.any(dim=0).nonzero()[0])
-        attention_mask = attention_mask[:, first:]
-        past = tuple(
-            (
-                key.index_select(0, rows.on(key))[:, :, first:],
-                value.index_select(0, rows.on(value))[:, :, first:],
-            )
-            for key, value in self.past
+        host = RowIndex(keep)
+        # columns that every remaining row pads are dead weight: cut them (or the cache says
+        # how many it cut)
+        first = int(
+            self.attention_mask.index_select(0, host.on(self.attention_mask))
+            .any(dim=0)
+            .nonzero()[0]
         )
+        past, order, cut = (rows or COPIED_ROWS).keep(self.past, keep, first)
+        index = host if order == keep else RowIndex(order)
         return DecodeBatch(
-            [self.sequences[i] for i in keep],
+            [self.sequences[i] for i in order],
             past,
-            attention_mask,
-            self.last_tokens.index_select(0, rows.on(self.last_tokens)),
+            self.attention_mask.index_select(0, index.on(self.attention_mask))[:, cut:],
+            self.last_tokens.index_select(0, index.on(self.last_tokens)),
         )
 
     @staticmethod
-    def concatenate(first: DecodeBatch, second: DecodeBatch) -> DecodeBatch:
-        """One batch of both, the shorter cache left-padded to the longer one."""
+    def concatenate(
+        first: DecodeBatch, second: DecodeBatch, rows: CacheRows | None = None
+    ) -> DecodeBatch:
+        """One batch of both, the shorter cache left-padded to the longer one; ``rows`` joins
+        the KV caches (copies by default)."""
         width = max(first.attention_mask.shape[1], second.attention_mask.shape[1])
-        parts = [_left_pad(batch, width) for batch in (first, second)]
-        past = tuple(
-            (
-                torch.cat([parts[0][0][layer][0], parts[1][0][layer][0]], dim=0),
-                torch.cat([parts[0][0][layer][1], parts[1][0][layer][1]], dim=0),
-            )
-            for layer in range(len(first.past))
-        )
         return DecodeBatch(
             first.sequences + second.sequences,
-            past,
-            torch.cat([parts[0][1], parts[1][1]], dim=0),
+            (rows or COPIED_ROWS).join(first.past, second.past, width),
+            torch.cat([_left_padded_mask(b.attention_mask, width) for b in (first, second)]),
             torch.cat([first.last_tokens, second.last_tokens], dim=0),
         )
+
+
+class CacheRows(Protocol):
+    """How a batch's KV cache loses rows and gains them. The default copies into new tensors
+    (``CopiedRows``); the CPU's in-place decoding moves rows within one buffer instead
+    (``kv_in_place.SlabRows``)."""
+
+    def keep(
+        self, past: PastKeyValues, rows: list[int], first_column: int
+    ) -> tuple[PastKeyValues, list[int], int]:
+        """The cache of ``rows``: (the cache, which old row each of its rows is, how many
+        leading columns it dropped: ``first_column``, the columns no kept row uses, or 0)."""
+        ...
+
+    def join(self, first: PastKeyValues, second: PastKeyValues, width: int) -> PastKeyValues:
+        """One cache of ``first``'s rows then ``second``'s, each left-padded to ``width``."""
+        ...
+
+
+class CopiedRows:
+    """Rows selected and joined into new tensors (on the cache's own device)."""
+
+    def keep(
+        self, past: PastKeyValues, rows: list[int], first_column: int
+    ) -> tuple[PastKeyValues, list[int], int]:
+        index = RowIndex(rows)
+        kept = tuple(
+            (
+                key.index_select(0, index.on(key))[:, :, first_column:],
+                value.index_select(0, index.on(value))[:, :, first_column:],
+            )
+            for key, value in past
+        )
+        return kept, rows, first_column
+
+    def join(self, first: PastKeyValues, second: PastKeyValues, width: int) -> PastKeyValues:
+        return tuple(
+            (
+                torch.cat([_left_padded(key, width), _left_padded(other_key, width)], dim=0),
+                torch.cat([_left_padded(value, width), _left_padded(other_value, width)], dim=0),
+            )
+            for (key, value), (other_key, other_value) in zip(first, second, strict=True)
+        )
+
+
+COPIED_ROWS = CopiedRows()
 
 
 class RowIndex:
@@ -299,21 +344,19 @@ class RowIndex:
         return index
 
 
-def _left_pad(batch: DecodeBatch, width: int) -> tuple[PastKeyValues, torch.Tensor]:
-    missing = width - batch.attention_mask.shape[1]
+def _left_padded_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
+    missing = width - mask.shape[1]
     if missing == 0:
-        return batch.past, batch.attention_mask
-    mask = torch.cat(
-        [torch.zeros((len(batch), missing), dtype=torch.long), batch.attention_mask], dim=1
-    )
-    past = tuple(
-        (_pad_sequence_axis(key, missing), _pad_sequence_axis(value, missing))
-        for key, value in batch.past
-    )
-    return past, mask
+        return mask
+    return torch.cat([torch.zeros((mask.shape[0], missing), dtype=mask.dtype), mask], dim=1)
 
 
-def _pad_sequence_axis(tensor: torch.Tensor, missing: int) -> torch.Tensor:
-    shape = list(tensor.shape)
+def _left_padded(cache: torch.Tensor, width: int) -> torch.Tensor:
+    """A cache tensor ([batch, heads, tokens, head size]) with zeros before its tokens, up to
+    ``width`` tokens."""
+    missing = width - cache.shape[2]
+    if missing == 0:
+        return cache
+    shape = list(cache.shape)
     shape[2] = missing
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=2)
+    return torch.cat([cache.new_zeros(shape), cache], dim=2)

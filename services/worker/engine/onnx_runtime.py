@@ -22,7 +22,14 @@ from services.worker.engine.base import (
     stop_token_ids,
 )
 from services.worker.engine.chat_prompt import EncodedPrompt
-from services.worker.engine.decoding import DecodeBatch, Finisher, PaddingStats, PastKeyValues
+from services.worker.engine.decoding import (
+    COPIED_ROWS,
+    CacheRows,
+    DecodeBatch,
+    Finisher,
+    PaddingStats,
+    PastKeyValues,
+)
 from services.worker.engine.kv_in_place import InPlaceStepModel, supports_in_place
 from services.worker.engine.prefix_cache import PrefixCache
 from shared.config import Device
@@ -66,6 +73,7 @@ class OptimumStepModel:
     def __init__(self, model: ORTModelForCausalLM) -> None:
         self.model = model
         self.device = model.device
+        self.cache_rows: CacheRows = COPIED_ROWS
 
     def forward(
         self,
@@ -138,7 +146,7 @@ class OnnxRuntimeEngine(Engine):
             self._batch = (
                 newcomers
                 if self._batch is None
-                else DecodeBatch.concatenate(self._batch, newcomers)
+                else DecodeBatch.concatenate(self._batch, newcomers, self.step_model.cache_rows)
             )
         return failed + results
 
@@ -244,7 +252,7 @@ class OnnxRuntimeEngine(Engine):
         if not results:
             return [], batch
         keep = [i for i, s in enumerate(batch.sequences) if s.finish_reason is None]
-        return results, batch.filter(keep)
+        return results, batch.filter(keep, self.step_model.cache_rows)
 
 
 def _concatenated(batches: Sequence[DecodeBatch]) -> DecodeBatch:
