@@ -162,9 +162,10 @@ class Settings(BaseSettings):
     """Unacknowledged messages a worker may hold; 0 means twice the batch size."""
     intra_op_threads: int = Field(0, ge=0, le=256)
     """ONNX Runtime / PyTorch intra-op threads; 0 lets the runtime choose."""
-    ort_thread_spinning: bool = False
-    """Whether ONNX Runtime's idle intra-op threads spin waiting for the next step (off: they
-    compete with the engine's own sampling for the cores in between)."""
+    ort_thread_spinning: bool = True
+    """Whether ONNX Runtime's intra-op threads spin between the parallel parts of one step
+    (they stop as soon as the step returns, so they never spin into the sampling or the other
+    processes' time); off: they sleep and are woken for each part."""
     prefix_cache_mb: int = Field(64, ge=0, le=65536)
     """Memory the ONNX Runtime engine keeps the KV cache of shared prompt prefixes in (the
     system prompt, ~46 KB a token on the default model); 0 turns it off."""

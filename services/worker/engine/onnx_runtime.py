@@ -50,14 +50,20 @@ class ModelRunError(RuntimeError):
 
 
 def session_options(intra_op_threads: int, spinning: bool = False) -> onnxruntime.SessionOptions:
-    """``spinning``: whether ONNX Runtime's idle intra-op threads spin waiting for work. Off by
-    default: between two steps the engine samples with torch on the same cores, and spinning
-    threads slow that down more than they save on waking (bench/engine.py, 2 cores)."""
+    """``spinning``: whether ONNX Runtime's intra-op threads spin between the parallel parts of
+    a step instead of sleeping; either way they stop when the step returns. Beside the API,
+    Postgres and post-processing on the same 2 cores a sleeping thread is woken late for each
+    part (session 17, the whole pipeline: one job at a time 1.73–1.91 → 2.06–2.46 jobs/s with
+    spinning); spinning on past the step (session 7) took the cores from the sampling between
+    steps and from the other processes (pipeline overhead +3.5 ms), hence the stop."""
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     if intra_op_threads:
         options.intra_op_num_threads = intra_op_threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    # spinning threads stop as soon as a step returns, not after spinning on into the engine's
+    # sampling and the other processes' time
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 
