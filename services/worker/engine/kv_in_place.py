@@ -66,7 +66,7 @@ class SlabRows:
     def with_room(self, cache: torch.Tensor, width: int) -> torch.Tensor:
         """The slab rows ``cache`` is the first ``width`` tokens of, when the slab has room for
         one more token; else a new slab holding a copy of it, with ``ROOM`` tokens to spare."""
-        slab = _slab_of(cache)
+        slab = slab_of(cache)
         if slab is not None and slab.shape[2] > width:
             return slab[: cache.shape[0]]
         return self._new_slab([cache], width)[: cache.shape[0]]
@@ -75,8 +75,7 @@ class SlabRows:
     def keep(
         self, past: PastKeyValues, rows: list[int], first_column: int
     ) -> tuple[PastKeyValues, list[int], int]:
-        slabs = [(_slab_of(key), _slab_of(value)) for key, value in past]
-        if any(key is None or value is None for key, value in slabs):
+        if any(slab_of(cache) is None for pair in past for cache in pair):
             return COPIED_ROWS.keep(past, rows, first_column)
         width = past[0][0].shape[2]
         if first_column >= TRIM_COLUMNS:
@@ -101,7 +100,7 @@ class SlabRows:
         """``second``'s rows written into the free rows of ``first``'s slab when they fit (its
         rows, its width and room for a step); else both copied into a new slab."""
         rows, joining = first[0][0].shape[0], second[0][0].shape[0]
-        slabs = [(_slab_of(key), _slab_of(value)) for key, value in first]
+        slabs = [(slab_of(key), slab_of(value)) for key, value in first]
         fits = all(
             slab is not None and slab.shape[0] >= rows + joining and slab.shape[2] > width
             for pair in slabs
@@ -154,7 +153,7 @@ class SlabRows:
         return slab
 
 
-def _slab_of(cache: torch.Tensor) -> torch.Tensor | None:
+def slab_of(cache: torch.Tensor) -> torch.Tensor | None:
     """The whole slab ``cache`` is a view of (its first rows and tokens), or None.
 
     Recognised by layout, not by ``Tensor._base`` (which inference mode does not record): it

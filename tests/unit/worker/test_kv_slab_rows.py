@@ -12,7 +12,7 @@ import torch
 
 from services.worker.engine.base import GenerationRequest
 from services.worker.engine.decoding import ActiveSequence, DecodeBatch, PastKeyValues
-from services.worker.engine.kv_in_place import ROOM, TRIM_COLUMNS, SlabRows
+from services.worker.engine.kv_in_place import ROOM, TRIM_COLUMNS, SlabRows, slab_of
 from shared.messaging.schemas import GenerationParams
 
 LAYERS, HEADS, HEAD_SIZE = 2, 2, 4
@@ -48,10 +48,8 @@ def slab_batch(slab_rows: SlabRows, lengths: list[int], first_mark: int = 0) -> 
 def _in_slab(slab_rows: SlabRows, cache: torch.Tensor, width: int) -> torch.Tensor:
     with torch.inference_mode():
         rows = slab_rows.with_room(cache, width)  # a new slab: [rows, heads, width + ROOM, …]
-        whole = rows.as_strided(
-            (rows.untyped_storage().nbytes() // (rows.stride()[0] * 4), *rows.shape[1:]),
-            rows.stride(),
-        )
+        whole = slab_of(rows[:, :, :width])
+        assert whole is not None
         whole[cache.shape[0] :] = torch.nan
         whole[:, :, width:] = torch.nan
     return rows[:, :, :width]
