@@ -88,6 +88,10 @@ class RunningStack:
             # the benchmark is one client pushing as hard as it can: no per-key or tenant limits
             "CHATQ_RATE_LIMIT_PER_S": "0",
             "CHATQ_TENANT_MAX_OPEN_JOBS": "0",
+            # fp32 unless the environment names another: the worker's default (auto) runs int8
+            # on CPUs with int8 dot products, and the batching and overhead figures of every
+            # session since the first are fp32's
+            "CHATQ_MODEL_VARIANT": os.environ.get("CHATQ_MODEL_VARIANT", "fp32"),
             **{f"CHATQ_{k.upper()}": v for k, v in overrides.items()},
         }
         self.settings = Settings(**{k.removeprefix("CHATQ_").lower(): v for k, v in env.items()})
@@ -391,7 +395,10 @@ def main() -> int:
     name = "pipeline" if args.parts == PARTS else "pipeline-" + "-".join(args.parts)
     out = args.out or ROOT / "bench" / "results" / f"{name}.json"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    figures: dict[str, Any] = {"parts": list(args.parts)}
+    figures: dict[str, Any] = {
+        "parts": list(args.parts),
+        "model_variant": os.environ.get("CHATQ_MODEL_VARIANT", "fp32"),
+    }
     if "batching" in args.parts:
         size = str(args.batch_size)
         configs = [

@@ -20,7 +20,11 @@ written to ``.chatq/bench/quantization/<recipe>/``:
 - ``blocks-weights-only``: 8-bit blocks of 32 (``MatMulNBits``, ``accuracy_level`` 1): the
   weights rounded, arithmetic in fp32. What rounding the weights alone costs.
 - ``blocks-8bit``: the same blocks with the activations quantised per block of 32 at run time
-  (``accuracy_level`` 4): the ``int8`` variant (``training/block_q8.py``).
+  (``accuracy_level`` 4), ``lm_head`` fp32: the ``int8`` variant of sessions 13-17.
+- ``blocks-8bit-lm-head``: the same with ``lm_head`` in blocks as well: the ``int8`` variant
+  (``training/block_q8.py``).
+- ``q4-int8``: the ``q4`` variant's 4-bit blocks (the default model's own weights, exactly)
+  with int8 activations (``accuracy_level`` 4), ``lm_head`` as 8-bit blocks.
 
 Token agreement is the build's measure (8 prompts x 32 greedy new tokens, position by
 position against fp32, so one early flip costs the rest of the answer). Speed is interleaved:
@@ -190,13 +194,37 @@ def build_smoothquant(source: Path, target: Path, tokenizer: Any) -> None:
     shutil.rmtree(smoothed)
 
 
-def build_blocks(source: Path, target: Path, accuracy_level: int) -> None:
+def build_blocks(source: Path, target: Path, accuracy_level: int, lm_head: bool = False) -> None:
     import onnx
 
-    from training.block_q8 import rewrite_matmuls
+    from training.block_q8 import own_transposed_weights, rewrite_matmuls
 
     model = onnx.load(str(source / ONNX_FILE))
-    rewrite_matmuls(model, keep=set(lm_head_nodes(model)), accuracy_level=accuracy_level)
+    heads = set(lm_head_nodes(model))
+    if lm_head:
+        own_transposed_weights(model, heads)
+    rewrite_matmuls(model, keep=set() if lm_head else heads, accuracy_level=accuracy_level)
+    target.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(target / ONNX_FILE))
+
+
+def build_q4_int8(source: Path, target: Path) -> None:
+    import onnx
+    from onnx import helper
+
+    from training import block_q4, block_q8
+
+    model = onnx.load(str(source / ONNX_FILE))
+    block_q4.rewrite_matmuls(model)
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits":
+            for attribute in node.attribute:
+                if attribute.name == "accuracy_level":
+                    attribute.CopyFrom(helper.make_attribute("accuracy_level", 4))
+    heads = set(lm_head_nodes(model))
+    block_q8.own_transposed_weights(model, heads)
+    others = {node.name for node in model.graph.node if node.name not in heads}
+    block_q8.rewrite_matmuls(model, keep=others, accuracy_level=4)
     target.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(target / ONNX_FILE))
 
@@ -211,6 +239,8 @@ def recipes(tokenizer: Any) -> dict[str, Callable[[Path, Path], None]]:
         "smoothquant": lambda s, t: build_smoothquant(s, t, tokenizer),
         "blocks-weights-only": lambda s, t: build_blocks(s, t, accuracy_level=1),
         "blocks-8bit": lambda s, t: build_blocks(s, t, accuracy_level=4),
+        "blocks-8bit-lm-head": lambda s, t: build_blocks(s, t, accuracy_level=4, lm_head=True),
+        "q4-int8": build_q4_int8,
     }
 
 

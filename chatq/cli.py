@@ -117,6 +117,9 @@ def cmd_model_build(args: argparse.Namespace) -> int:
         else ModelSource.default(_cache_dir(settings.model_dir))
     )
     quantizations = [Quantization(q) for q in args.quantize or ()]
+    if not args.no_int8 and Quantization.INT8 not in quantizations:
+        # the variant CHATQ_MODEL_VARIANT=auto runs on CPUs with int8 dot products
+        quantizations.insert(0, Quantization.INT8)
     manifest = build_model(
         source,
         out,
@@ -330,7 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize",
         action="append",
         choices=["int8", "q4", "fp16"],
-        help="also build a quantised variant (int8 or q4 for CPUs, fp16 for CUDA); repeatable",
+        help="also build a quantised variant (q4 for CPUs, fp16 for CUDA; int8 is built "
+        "unless --no-int8); repeatable",
+    )
+    build.add_argument(
+        "--no-int8",
+        action="store_true",
+        help="skip the int8 variant (what CHATQ_MODEL_VARIANT=auto runs on CPUs with int8 "
+        "dot products; fp32 runs instead)",
     )
     build.set_defaults(handler=cmd_model_build)
     random = model.add_parser("random", help="write a random-weight model folder")

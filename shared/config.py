@@ -39,6 +39,7 @@ class EngineKind(StrEnum):
 class ModelVariant(StrEnum):
     """Which export of the model the worker runs (``chatq model build --quantize``)."""
 
+    AUTO = "auto"  # int8 on a CPU with int8 dot products where it is built, else fp32
     FP32 = "fp32"
     INT8 = "int8"
     Q4 = "q4"
@@ -147,9 +148,10 @@ class Settings(BaseSettings):
     """``cpu`` or ``cuda`` (CUDAExecutionProvider; needs the ``gpu`` extra)."""
     engine: EngineKind = EngineKind.ONNX
     """``onnx`` (ONNX Runtime) or ``torch`` (PyTorch reference)."""
-    model_variant: ModelVariant = ModelVariant.FP32
-    """ONNX export to run: ``fp32``, or a variant built with ``--quantize`` (``int8``, ``q4``,
-    ``fp16``)."""
+    model_variant: ModelVariant = ModelVariant.AUTO
+    """ONNX export to run: ``auto`` (``int8`` on a CPU with int8 dot products, where it is
+    built; else ``fp32``: ``services/worker/engine/variant_choice.py``), ``fp32``, or a variant
+    built with ``--quantize`` (``int8``, ``q4``, ``fp16``)."""
     max_batch_size: int = Field(8, ge=1, le=256)
     """Most jobs one batched generation takes."""
     max_wait_ms: int = Field(30, ge=0, le=60_000)

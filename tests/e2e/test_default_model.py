@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.worker.engine.variant_choice import choose_variant
 from shared.config import Settings
 from shared.db.engine import dispose_engine
 from shared.model_layout import ModelLayout
@@ -53,8 +54,11 @@ def test_the_default_model_answers_the_example_questions(running: RunningStack) 
             for q in ("How do I reset my router?", "What is your refund policy?")
         ]
         jobs = [client.get(f"/v1/jobs/{i}", params={"wait": 60}).json() for i in ids]
+    # CHATQ_MODEL_VARIANT=auto: int8 on a CPU with int8 dot products (make model builds it)
+    variant = choose_variant(running.settings, ModelLayout(running.settings.model_dir)).variant
     for job in jobs:
         assert job["status"] == "completed", job
         assert job["engine"]["model"] == DEFAULT_MODEL_NAME
+        assert job["engine"]["variant"] == variant
         # a real model writes words, not the byte soup of random weights
         assert len(re.findall(r"[A-Za-z]{3,}", job["response"])) >= 5, job["response"]

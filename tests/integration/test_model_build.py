@@ -4,16 +4,17 @@ from a config here, no download)."""
 
 from __future__ import annotations
 
+import platform
 import shutil
 from pathlib import Path
 
 import onnx
 import pytest
 
-from services.worker.engine import GenerationRequest
+from services.worker.engine import GenerationRequest, load_engine, variant_choice
 from services.worker.engine.kv_in_place import InPlaceStepModel
 from services.worker.engine.onnx_runtime import computes_last_position_only, load_onnx_engine
-from shared.config import Device
+from shared.config import Device, ModelVariant, Settings
 from shared.messaging.schemas import GenerationParams
 from shared.model_layout import ModelLayout
 from tests.integration.graph_edits import undo_kv_in_place
@@ -105,7 +106,7 @@ def test_a_model_built_before_the_edit_still_answers_and_the_next_build_upgrades
 
 
 def test_the_q4_variant_of_a_q4_1_model_answers_exactly_as_fp32_and_int8_is_8_bit_blocks(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the default model's MatMul weights are de-quantised Q4_1; so are this tiny model's
     source = build_random_model(tmp_path / "source", "tiny", seed=1)
@@ -117,29 +118,30 @@ def test_the_q4_variant_of_a_q4_1_model_answers_exactly_as_fp32_and_int8_is_8_bi
         quantizations=(Quantization.Q4, Quantization.INT8),
         progress=False,
     )
-    # int8: every projection as 8-bit blocks, the output projection fp32; judged like q4
+    # int8: every projection and the output projection as 8-bit blocks; judged like q4
     int8 = manifest.variants["int8"]
     assert int8.prompts == manifest.variants["q4"].prompts and 0 <= int8.token_agreement <= 1
-    int8_graph = onnx.load(str(ModelLayout(target).variant_dir("int8") / "model.onnx"))
-    blocks = [n for n in int8_graph.graph.node if n.op_type == "MatMulNBits"]
-    assert len(blocks) == 2 * 7
-    assert all(
-        onnx.helper.get_attribute_value(a) == 8
-        for n in blocks
-        for a in n.attribute
-        if a.name == "bits"
-    )
-    assert [n for n in int8_graph.graph.node if n.op_type == "MatMul" and LOGITS in n.output]
-    engine = load_onnx_engine(ModelLayout(target).variant_dir("int8"), Device.CPU, 0, "tiny")
+    int8_dir = ModelLayout(target).variant_dir("int8")
+    assert _int8_blocks(int8_dir) == 2 * 7 + 1
+    engine = load_onnx_engine(int8_dir, Device.CPU, 0, "tiny")
     assert isinstance(engine.step_model, InPlaceStepModel)
-    # an int8 of the earlier recipe (dynamic quantisation) is rebuilt by the next build
-    _quantize_dynamically(ModelLayout(target).onnx_dir, ModelLayout(target).variant_dir("int8"))
-    build_model(
-        ModelSource.from_folder(source), target, quantizations=(Quantization.INT8,), progress=False
-    )
-    rebuilt = onnx.load(str(ModelLayout(target).variant_dir("int8") / "model.onnx"))
-    assert {"MatMulNBits"} <= {n.op_type for n in rebuilt.graph.node}
-    assert "DynamicQuantizeLinear" not in {n.op_type for n in rebuilt.graph.node}
+    # CHATQ_MODEL_VARIANT=auto: the worker runs it on a CPU with int8 dot products only
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    auto = Settings(model_dir=target, model_variant=ModelVariant.AUTO)
+    for flags, variant in (({"avx2", "avx512_vnni"}, "int8"), ({"avx2"}, "fp32")):
+        monkeypatch.setattr(variant_choice, "cpu_flags", lambda flags=flags: frozenset(flags))
+        assert load_engine(auto).info.variant == variant
+    # an int8 of an earlier recipe is rebuilt by the next build: dynamic quantisation (before
+    # session 13), 8-bit blocks with the output projection fp32 (sessions 13-17)
+    for earlier in (_quantize_dynamically, _blocks_but_the_output_projection):
+        earlier(ModelLayout(target).onnx_dir, int8_dir)
+        build_model(
+            ModelSource.from_folder(source),
+            target,
+            quantizations=(Quantization.INT8,),
+            progress=False,
+        )
+        assert _int8_blocks(int8_dir) == 2 * 7 + 1
     q4 = manifest.variants["q4"]
     assert q4.token_agreement == 1.0
     assert q4.identical_sequences == q4.prompts
@@ -151,6 +153,32 @@ def test_the_q4_variant_of_a_q4_1_model_answers_exactly_as_fp32_and_int8_is_8_bi
         engine = load_onnx_engine(folder, Device.CPU, 0, "tiny")
         assert isinstance(engine.step_model, InPlaceStepModel)
     assert answers_of(folders[0]) == answers_of(folders[1])
+
+
+def _int8_blocks(folder: Path) -> int:
+    """How many 8-bit MatMulNBits the int8 graph has, checking that nothing of an earlier
+    recipe is left: no dynamic quantisation, no fp32 output projection."""
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    assert "DynamicQuantizeLinear" not in {n.op_type for n in graph.node}
+    assert not [n for n in graph.node if n.op_type == "MatMul" and LOGITS in n.output]
+    blocks = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert all(
+        onnx.helper.get_attribute_value(a) == 8
+        for n in blocks
+        for a in n.attribute
+        if a.name == "bits"
+    )
+    return len(blocks)
+
+
+def _blocks_but_the_output_projection(fp32: Path, variant: Path) -> None:
+    """Overwrite ``variant``'s graph with the int8 recipe of sessions 13-17."""
+    from training.block_q8 import rewrite_matmuls
+    from training.variants import lm_head_nodes
+
+    model = onnx.load(str(fp32 / "model.onnx"))
+    rewrite_matmuls(model, keep=set(lm_head_nodes(model)))
+    onnx.save_model(model, str(variant / "model.onnx"))
 
 
 def _quantize_dynamically(fp32: Path, variant: Path) -> None:

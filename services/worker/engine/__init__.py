@@ -10,8 +10,12 @@ from services.worker.engine.base import (
     GenerationRequest,
     GenerationResult,
 )
+from services.worker.engine.variant_choice import choose_variant
 from shared.config import EngineKind, Settings
+from shared.logs import get_logger
 from shared.model_layout import ModelLayout, ModelNotBuiltError
+
+log = get_logger(__name__)
 
 __all__ = [
     "Engine",
@@ -51,7 +55,9 @@ def load_engine(
 def _load_onnx(settings: Settings, layout: ModelLayout, name: str) -> Engine:
     from services.worker.engine.onnx_runtime import load_onnx_engine
 
-    variant = settings.model_variant.value
+    choice = choose_variant(settings, layout)
+    log.info("model_variant_chosen", variant=choice.variant, reason=choice.reason)
+    variant = choice.variant
     onnx_dir = layout.variant_dir(variant)
     if not onnx_dir.is_dir():
         raise ModelNotBuiltError(

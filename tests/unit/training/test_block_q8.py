@@ -10,7 +10,14 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from training.block_q8 import ACCURACY_INT8, BLOCK, ZERO_POINT, quantize_blocks, rewrite_matmuls
+from training.block_q8 import (
+    ACCURACY_INT8,
+    BLOCK,
+    ZERO_POINT,
+    own_transposed_weights,
+    quantize_blocks,
+    rewrite_matmuls,
+)
 
 
 def matmul_graph(*weights: np.ndarray) -> onnx.ModelProto:
@@ -81,3 +88,66 @@ def test_the_nodes_kept_stay_fp32_and_a_graph_without_weights_is_refused() -> No
     assert [node.op_type for node in model.graph.node] == ["MatMulNBits", "MatMul"]
     with pytest.raises(ValueError, match="nothing to write as 8-bit blocks"):
         rewrite_matmuls(matmul_graph(rng.normal(size=(60, 8)).astype(np.float32)))
+
+
+def tied_embedding_graph(table: np.ndarray) -> onnx.ModelProto:
+    """As the export ties them: ``ids`` look up ``table`` ``[V, H]``, and the logits of
+    ``hidden`` come from a MatMul with the table's Transpose."""
+    vocab, hidden = table.shape
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["table", "ids"], ["embedded"], "embed/Gather"),
+            helper.make_node("Transpose", ["table"], ["table_transposed"], "tie", perm=[1, 0]),
+            helper.make_node("MatMul", ["hidden", "table_transposed"], ["logits"], "lm_head"),
+        ],
+        "tied",
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "sequence"]),
+            helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", 1, hidden]),
+        ],
+        [
+            helper.make_tensor_value_info("embedded", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1, vocab]),
+        ],
+        [numpy_helper.from_array(table, "table")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_a_tied_output_projection_gets_a_weight_of_its_own_and_becomes_blocks() -> None:
+    rng = np.random.default_rng(3)
+    table = rng.normal(0, 0.05, size=(96, 64)).astype(np.float32)
+    ids = np.array([[3, 95, 0]], dtype=np.int64)
+    hidden = rng.normal(size=(2, 1, 64)).astype(np.float32)
+    session_inputs = {"ids": ids, "hidden": hidden}
+
+    def outputs(model: onnx.ModelProto) -> list[np.ndarray]:
+        session = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        return session.run(None, session_inputs)
+
+    embedded, logits = outputs(tied_embedding_graph(table))
+    model = tied_embedding_graph(table)
+    # without a weight of its own the output projection has nothing to rewrite
+    with pytest.raises(ValueError, match="nothing to write"):
+        rewrite_matmuls(tied_embedding_graph(table))
+    assert own_transposed_weights(model, {"lm_head"}) == 1
+    assert "Transpose" not in [node.op_type for node in model.graph.node]
+    assert rewrite_matmuls(model) == 1
+    assert [node.op_type for node in model.graph.node] == ["Gather", "MatMulNBits"]
+    new_embedded, new_logits = outputs(model)
+    np.testing.assert_array_equal(new_embedded, embedded)  # the lookup keeps the fp32 table
+    error = np.abs(new_logits - logits).max() / np.abs(logits).max()
+    assert 0 < error < 0.02
+
+
+def test_a_transpose_read_elsewhere_stays_and_other_matmuls_are_left_alone() -> None:
+    table = np.ones((64, 32), dtype=np.float32)
+    model = tied_embedding_graph(table)
+    model.graph.output.append(
+        helper.make_tensor_value_info("table_transposed", TensorProto.FLOAT, None)
+    )
+    assert own_transposed_weights(model, {"lm_head"}) == 1
+    assert "Transpose" in [node.op_type for node in model.graph.node]  # still an output
+    assert own_transposed_weights(tied_embedding_graph(table), {"another"}) == 0
