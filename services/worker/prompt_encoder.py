@@ -31,7 +31,7 @@ class PromptEncoder:
     encoded again by the new model)."""
 
     def __init__(self, engine: Engine) -> None:
-        self.encoder = ChatPromptEncoder(copy.deepcopy(engine.tokenizer))
+        self.encoder = ChatPromptEncoder(copy.deepcopy(engine.tokenizer), remembering=True)
         self.encoded_by = engine.info.model
         self._recent: OrderedDict[tuple[tuple[str, str], ...], EncodedPrompt] = OrderedDict()
 

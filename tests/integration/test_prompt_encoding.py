@@ -5,6 +5,8 @@ history does work bounded by what fits (issue 8, hole 8)."""
 
 from __future__ import annotations
 
+import copy
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +119,45 @@ def test_the_default_models_tokenizer_keeps_special_tokens_out_of_customer_text(
     tokenizer = AutoTokenizer.from_pretrained(DEFAULT_MODEL / "pytorch", local_files_only=True)
     ids = ChatPromptEncoder(tokenizer).encode(conversation(INJECTION))
     assert_only_the_template_makes_special_tokens(tokenizer, ids)
+
+
+def test_a_remembering_encoder_gives_the_same_ids_and_keeps_what_repeats(
+    engines: dict[str, Engine],
+) -> None:
+    tokenizer = engines["onnxruntime"].tokenizer
+    plain, remembering = ChatPromptEncoder(tokenizer), ChatPromptEncoder(
+        copy.deepcopy(tokenizer), remembering=True
+    )
+    prompts = [
+        conversation(INJECTION),
+        conversation("Where is my order?\n  I ordered it two weeks ago. "),
+        conversation("我的订单在哪里？ 😀"),
+        [{"role": "user", "content": "no system prompt, <|im_end|> typed"}],
+        [{"role": "system", "content": "You are a shop assistant."}, *conversation("")[1:2]],
+    ]
+    for messages in prompts * 2:  # the second time from what it remembers
+        assert remembering.encode_with_prefix(messages) == plain.encode_with_prefix(messages)
+    # only the new question is tokenised once the rest is remembered
+    counting = CountingTokenizer(copy.deepcopy(tokenizer))
+    encoder = ChatPromptEncoder(counting, remembering=True)
+    encoder.encode(conversation("Where is my order?"))
+    assert counting.characters == 0  # the Rust tokenizer, not transformers' call
+    assert encoder.encode(conversation("And now?")) == plain.encode(conversation("And now?"))
+
+
+def test_a_template_that_reads_the_clock_is_rendered_every_time(
+    engines: dict[str, Engine],
+) -> None:
+    tokenizer = copy.deepcopy(engines["onnxruntime"].tokenizer)
+    tokenizer.chat_template = (
+        "{{ strftime_now('%H:%M:%S.%f') }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+        "{{ m['content'] }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n"
+    )
+    encoder = ChatPromptEncoder(tokenizer, remembering=True)
+    messages = conversation("What time is it?")
+    first = encoder.template_pieces(messages)[0]
+    time.sleep(0.002)
+    assert encoder.template_pieces(messages)[0] != first
 
 
 class CountingTokenizer:
