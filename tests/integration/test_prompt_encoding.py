@@ -125,8 +125,9 @@ def test_a_remembering_encoder_gives_the_same_ids_and_keeps_what_repeats(
     engines: dict[str, Engine],
 ) -> None:
     tokenizer = engines["onnxruntime"].tokenizer
-    plain, remembering = ChatPromptEncoder(tokenizer), ChatPromptEncoder(
-        copy.deepcopy(tokenizer), remembering=True
+    plain, remembering = (
+        ChatPromptEncoder(tokenizer),
+        ChatPromptEncoder(copy.deepcopy(tokenizer), remembering=True),
     )
     prompts = [
         conversation(INJECTION),
