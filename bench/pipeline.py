@@ -10,7 +10,9 @@ as processes, driven over HTTP by concurrent clients.
 3. Submit rate: the API alone (no workers) under concurrent clients; every accepted job is then
    checked to be stored and published.
 
-Each configuration gets a fresh Postgres database and RabbitMQ virtual host.
+Each configuration gets a fresh Postgres database and RabbitMQ virtual host. The worker runs
+the fp32 export unless ``CHATQ_MODEL_VARIANT`` in the environment names another (its own
+default, ``auto``, runs int8 on CPUs with int8 dot products; every earlier figure is fp32's).
 
 The submit rate's clients are cheap on purpose: keep-alive connections driven by asyncio in a
 process of their own, each sending one request encoded once, measured after a short warm-up
