@@ -66,24 +66,24 @@ def own_transposed_weights(model: Any, nodes: Collection[str]) -> int:
         for node in graph.node
         if node.op_type == "Transpose" and node.input[0] in initializers
     }
-    made = 0
+    made: dict[str, str] = {}  # a Transpose's output -> its weight's name (made once)
     for node in graph.node:
         transpose = transposes.get(node.input[1]) if node.op_type == "MatMul" else None
         if node.name not in nodes or transpose is None:
             continue
-        weight = numpy_helper.to_array(initializers[transpose.input[0]])
-        perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), None)
-        own_name = f"{transpose.output[0]}/own"
-        graph.initializer.append(
-            numpy_helper.from_array(np.ascontiguousarray(np.transpose(weight, perm)), own_name)
-        )
-        node.input[1] = own_name
-        made += 1
+        if transpose.output[0] not in made:
+            weight = numpy_helper.to_array(initializers[transpose.input[0]])
+            perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), None)
+            own_name = made[transpose.output[0]] = f"{transpose.output[0]}/own"
+            graph.initializer.append(
+                numpy_helper.from_array(np.ascontiguousarray(np.transpose(weight, perm)), own_name)
+            )
+        node.input[1] = made[transpose.output[0]]
     still_read = {name for node in graph.node for name in node.input}
     for output, transpose in transposes.items():
         if output not in still_read and output not in {o.name for o in graph.output}:
             graph.node.remove(transpose)
-    return made
+    return len(made)
 
 
 def rewrite_matmuls(

@@ -151,3 +151,14 @@ def test_a_transpose_read_elsewhere_stays_and_other_matmuls_are_left_alone() -> 
     assert own_transposed_weights(model, {"lm_head"}) == 1
     assert "Transpose" in [node.op_type for node in model.graph.node]  # still an output
     assert own_transposed_weights(tied_embedding_graph(table), {"another"}) == 0
+
+
+def test_two_projections_of_one_transpose_share_the_weight_made() -> None:
+    model = tied_embedding_graph(np.ones((64, 32), dtype=np.float32))
+    model.graph.node.append(
+        helper.make_node("MatMul", ["hidden", "table_transposed"], ["logits_again"], "again")
+    )
+    assert own_transposed_weights(model, {"lm_head", "again"}) == 1
+    names = [init.name for init in model.graph.initializer]
+    assert len(names) == len(set(names)) == 2  # the table and the one transposed weight
+    assert {node.input[1] for node in model.graph.node if node.op_type == "MatMul"} == {names[1]}
