@@ -55,7 +55,13 @@ from services.worker.engine import Engine
 from services.worker.engine.onnx_runtime import load_onnx_engine
 from shared.config import Device, Settings
 from shared.model_layout import ModelLayout
-from training.variants import AGREEMENT_NEW_TOKENS, ONNX_FILE, lm_head_nodes
+from training.variants import (
+    AGREEMENT_NEW_TOKENS,
+    ONNX_FILE,
+    Quantization,
+    lm_head_nodes,
+    quantize,
+)
 from training.variants import agreement as token_agreement
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,16 +200,13 @@ def build_smoothquant(source: Path, target: Path, tokenizer: Any) -> None:
     shutil.rmtree(smoothed)
 
 
-def build_blocks(source: Path, target: Path, accuracy_level: int, lm_head: bool = False) -> None:
+def build_blocks(source: Path, target: Path, accuracy_level: int) -> None:
     import onnx
 
-    from training.block_q8 import own_transposed_weights, rewrite_matmuls
+    from training.block_q8 import rewrite_matmuls
 
     model = onnx.load(str(source / ONNX_FILE))
-    heads = set(lm_head_nodes(model))
-    if lm_head:
-        own_transposed_weights(model, heads)
-    rewrite_matmuls(model, keep=set() if lm_head else heads, accuracy_level=accuracy_level)
+    rewrite_matmuls(model, keep=set(lm_head_nodes(model)), accuracy_level=accuracy_level)
     target.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(target / ONNX_FILE))
 
@@ -239,7 +242,8 @@ def recipes(tokenizer: Any) -> dict[str, Callable[[Path, Path], None]]:
         "smoothquant": lambda s, t: build_smoothquant(s, t, tokenizer),
         "blocks-weights-only": lambda s, t: build_blocks(s, t, accuracy_level=1),
         "blocks-8bit": lambda s, t: build_blocks(s, t, accuracy_level=4),
-        "blocks-8bit-lm-head": lambda s, t: build_blocks(s, t, accuracy_level=4, lm_head=True),
+        # what `chatq model build` makes the int8 variant with
+        "blocks-8bit-lm-head": lambda s, t: quantize(s, t, Quantization.INT8),
         "q4-int8": build_q4_int8,
     }
 

@@ -113,12 +113,14 @@ class ChatPromptEncoder:
         return "".join(parts)
 
     def _framing_by_call(self, texts: list[str]) -> list[list[int]]:
-        return list(self.tokenizer(texts, add_special_tokens=False)["input_ids"])
+        ids: list[list[int]] = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return ids
 
     def _content_by_call(self, texts: list[str]) -> list[list[int]]:
-        return list(
-            self.tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
-        )
+        ids: list[list[int]] = self.tokenizer(
+            texts, add_special_tokens=False, split_special_tokens=True
+        )["input_ids"]
+        return ids
 
     def template_pieces(self, messages: list[dict[str, str]]) -> list[str]:
         """What the template puts before, between and after the contents (one more piece than
