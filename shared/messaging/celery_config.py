@@ -40,6 +40,19 @@ def make_celery(settings: Settings, main: str) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=4,
+        # After a reconnect Celery lowers the prefetch count while tasks of the old connection
+        # run, and raises it again from each finished task's acknowledgement. On the threads
+        # pool that runs on the task's thread, which then waits on the consumer's channel for
+        # the broker's qos-ok while the consumer's own loop reads the same socket: when the loop
+        # takes the reply, the thread waits forever, holding the prefetch lock, and the worker
+        # takes no more tasks (the chaos test's RabbitMQ restart, now and then: py-spy showed
+        # the pool threads in basic_qos). The full prefetch count from the start costs at most
+        # one pool's worth of extra messages.
+        worker_enable_prefetch_count_reduction=False,
+        # A task running when the connection drops finishes (Celery 6 would cancel it, and a
+        # thread cannot be stopped anyway): its acknowledgement fails, the broker delivers it
+        # again, and the second run finds the job stored (both tasks are idempotent).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         # Task events (and the worker heartbeats, see chatq/stack.py) let Flower and
         # celery-exporter watch the post-processors. The embedded transport has no fanout

@@ -49,6 +49,8 @@ class ChaosStack:
         **overrides: str,
     ) -> None:
         database_url = postgres.create_database(name)
+        self.name = name
+        self.rabbitmq = rabbitmq
         rabbitmq.ctl("add_vhost", name)
         rabbitmq.ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
         env = {
@@ -93,6 +95,33 @@ class ChaosStack:
             return (
                 session.scalar(select(func.count()).where(Job.status == JobStatus.IN_PROGRESS)) or 0
             )
+
+    def queues(self) -> str:
+        """The vhost's queues as RabbitMQ sees them (ready, unacknowledged, consumers): where
+        jobs that never finished are sitting, for a failure's report."""
+        listed = self.rabbitmq.ctl(
+            "list_queues", "-p", self.name, "--no-table-headers", "--quiet",
+            "name", "messages_ready", "messages_unacknowledged", "consumers",
+            check=False,
+        )  # fmt: skip
+        rows = [" ".join(line.split()) for line in listed.stdout.splitlines() if line.strip()]
+        return "; ".join(sorted(rows)) or (listed.stderr.strip() or "no queues listed")
+
+    def unfinished(self, job_ids: list[uuid.UUID]) -> str:
+        """For a failure's report: how often workers took the jobs that never finished (many
+        times: they loop back to the queue; once: a later stage holds them) and the queues."""
+        with session_scope(self.settings.database_url) as session:
+            attempts = Counter(
+                session.scalars(
+                    select(Job.attempts).where(
+                        Job.id.in_(job_ids), Job.status != JobStatus.COMPLETED
+                    )
+                ).all()
+            )
+        return (
+            f"unfinished jobs by attempts {dict(sorted(attempts.items()))}; "
+            f"queues (ready, unacked, consumers): {self.queues()}"
+        )
 
     def close(self) -> None:
         self.stack.stop()
@@ -252,6 +281,8 @@ def count(
         for job_id in ids
         if statuses.get(job_id) is JobStatus.COMPLETED and transcripts.get(job_id, 0) != 2
     )
+    if lost:  # say where the unfinished jobs sit and how often workers took them
+        notes = f"{notes} {stack.unfinished(ids)}".strip()
     report = ChaosReport(
         scenario=scenario,
         submitted=submitted,
