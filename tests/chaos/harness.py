@@ -99,11 +99,10 @@ class ChaosStack:
     def queues(self) -> str:
         """The vhost's queues as RabbitMQ sees them (ready, unacknowledged, consumers): where
         jobs that never finished are sitting, for a failure's report."""
+        columns = ("name", "messages_ready", "messages_unacknowledged", "consumers")
         listed = self.rabbitmq.ctl(
-            "list_queues", "-p", self.name, "--no-table-headers", "--quiet",
-            "name", "messages_ready", "messages_unacknowledged", "consumers",
-            check=False,
-        )  # fmt: skip
+            "list_queues", "-p", self.name, "--no-table-headers", "--quiet", *columns, check=False
+        )
         rows = [" ".join(line.split()) for line in listed.stdout.splitlines() if line.strip()]
         return "; ".join(sorted(rows)) or (listed.stderr.strip() or "no queues listed")
 
