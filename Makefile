@@ -46,6 +46,7 @@ bench: model
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/routing.py
+	$(BIN)/python bench/indexing.py
 	$(BIN)/python bench/moderation.py
 	$(BIN)/python bench/serving.py
 

@@ -4,11 +4,14 @@ that starts later, or reloads, reads them instead of embedding again."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
+from services.worker.knowledge.embedder_turns import INDEX_SLICE
 from services.worker.knowledge.embeddings import Embedder, load_embedder
 from services.worker.knowledge.extractive import passage_sentences
 from services.worker.router.tenant_knowledge import KnowledgeRegistry
@@ -83,3 +86,65 @@ def test_a_second_worker_reads_the_vectors_the_first_one_stored(
     for sentence, vector in loaded.sentence_vectors.items():
         np.testing.assert_allclose(again.sentence_vectors[sentence], vector, atol=1e-6)
     np.testing.assert_allclose(again.faq_answer_vectors, loaded.faq_answer_vectors, atol=1e-6)
+
+
+class GatedEmbedder(CountingEmbedder):
+    """Records each call; the indexing's first slice holds its turn until a job waits."""
+
+    def __init__(self, inner: Embedder) -> None:
+        super().__init__(inner)
+        self.calls: list[tuple[str, int]] = []
+        self.registry: KnowledgeRegistry | None = None
+        self.job_asked = threading.Event()
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(("queries", len(texts)))
+        return super().embed_queries(texts)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(("passages", len(texts)))
+        if len(self.calls) == 1:  # the indexing's first slice: let a job ask meanwhile
+            assert self.registry is not None
+            self.job_asked.set()
+            turns = self.registry.embedder_turns
+            give_up_at = time.monotonic() + 30
+            while turns.jobs_waiting == 0 and time.monotonic() < give_up_at:
+                time.sleep(0.005)
+        return super().embed_passages(texts)
+
+
+def test_a_jobs_question_is_embedded_between_the_slices_of_an_indexing(
+    backend_settings: Settings,
+) -> None:
+    url = backend_settings.database_url
+    key = create_api_key(url, "shop")
+    sentences = [
+        f"Store number {n} opens at {n % 12 + 1} o'clock every weekday." for n in range(30)
+    ]
+    with session_scope(url) as session:
+        tenant_id = store.tenant_by_name(session, key.tenant).id
+        store.put_document(
+            session,
+            tenant_id,
+            "stores",
+            DocumentIn(title="Stores", text="# Stores\n\n" + " ".join(sentences)),
+        )
+    embedder = GatedEmbedder(
+        load_embedder(backend_settings.embedding_model, backend_settings.embedding_model_dir)
+    )
+    registry = KnowledgeRegistry(url, embedder, 0.9)
+    embedder.registry = registry
+    indexing = threading.Thread(target=registry.current, args=({tenant_id},))
+    indexing.start()
+    assert embedder.job_asked.wait(30)
+    question = registry.embed_queries(["When does store 3 open?"])  # waits for one slice only
+    indexing.join(60)
+
+    assert question.shape == (1, embedder.dim)
+    passages = [n for kind, n in embedder.calls if kind == "passages"]
+    assert sum(passages) > 2 * INDEX_SLICE  # the indexing had several slices to embed
+    assert max(passages) <= INDEX_SLICE
+    # the job's question went right after the first slice, not after the whole indexing
+    assert embedder.calls[1] == ("queries", 1)
+    assert ("passages", INDEX_SLICE) in embedder.calls[2:]
+    assert len(registry.current({tenant_id})[tenant_id].sentence_vectors) >= 2 * INDEX_SLICE

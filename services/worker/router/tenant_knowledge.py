@@ -5,7 +5,9 @@ A tenant's knowledge is loaded the first time one of its jobs arrives and again 
 ``knowledge_version`` moves; a background thread watches the versions so that, most of the
 time, the re-indexing happens before the next job needs it. Vectors live in the database with
 the chunks: the first worker that meets a chunk (or FAQ entry) without a vector of the current
-embedding model computes it and stores it, so the others (and restarts) only read.
+embedding model computes it and stores it, so the others (and restarts) only read. An indexing
+embeds a slice at a time and lets a job's embeddings go between slices (``EmbedderTurns``):
+routing does not wait for the whole of a large upload being indexed in the background.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, TypeAlias
 import numpy as np
 from sqlalchemy import ColumnElement, Row, select, update
 
+from services.worker.knowledge.embedder_turns import INDEX_SLICE, EmbedderTurns
 from services.worker.knowledge.embeddings import Embedder
 from services.worker.knowledge.extractive import passage_sentences
 from services.worker.knowledge.index import HybridIndex, IndexedText
@@ -143,7 +146,7 @@ class KnowledgeRegistry:
         self.intent_threshold = intent_threshold
         self._tenants: dict[uuid.UUID, TenantKnowledge] = {}
         self._load_lock = threading.Lock()
-        self._embed_lock = threading.Lock()  # the embedder is not shared between threads
+        self.embedder_turns = EmbedderTurns()  # a job's embeddings before an indexing's
         self._example_vectors: dict[str, np.ndarray] = {}
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
@@ -151,12 +154,25 @@ class KnowledgeRegistry:
     # --- embedding ----------------------------------------------------------------------------
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        with self._embed_lock:
+        """A job's questions: before whatever an indexing has left to embed."""
+        with self.embedder_turns.for_job():
             return self.embedder.embed_queries(texts)
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        with self._embed_lock:
+        """A job's passages: before whatever an indexing has left to embed."""
+        with self.embedder_turns.for_job():
             return self.embedder.embed_passages(texts)
+
+    def _embed_for_index(self, texts: Sequence[str], *, as_queries: bool = False) -> np.ndarray:
+        """Texts of a tenant's knowledge, a slice at a time, letting jobs go between slices."""
+        embed = self.embedder.embed_queries if as_queries else self.embedder.embed_passages
+        slices = []
+        for start in range(0, len(texts), INDEX_SLICE):
+            with self.embedder_turns.for_indexing():
+                slices.append(embed(texts[start : start + INDEX_SLICE]))
+        if not slices:
+            return np.zeros((0, self.embedder.dim), dtype=np.float32)
+        return np.vstack(slices)
 
     # --- access ---------------------------------------------------------------------------------
 
@@ -306,7 +322,7 @@ class KnowledgeRegistry:
                 ]
                 for position, _ in missing
             }
-            computed = iter(self.embed_passages([t for texts in wanted.values() for t in texts]))
+            computed = iter(self._embed_for_index([t for ts in wanted.values() for t in ts]))
             stored_rows = []
             for position, chunk_id in missing:
                 block = np.vstack([next(computed) for _ in wanted[position]])
@@ -342,7 +358,12 @@ class KnowledgeRegistry:
             wordings = [question, *(alternatives or [])]
             stored = _vectors(blob, dim) if blob_model == model else None
             if stored is None or len(stored) != len(wordings) + 1:
-                stored = np.vstack([self.embed_queries(wordings), self.embed_passages([answer])])
+                stored = np.vstack(
+                    [
+                        self._embed_for_index(wordings, as_queries=True),
+                        self._embed_for_index([answer]),
+                    ]
+                )
                 # only if the entry was not replaced meanwhile (its wordings may differ)
                 self._store_vectors(
                     FaqEntry, "embeddings", [(faq_id, stored)], FaqEntry.updated_at == changed
@@ -369,7 +390,8 @@ class KnowledgeRegistry:
                 continue
             unseen = [e for e in intent.examples if e not in self._example_vectors]
             if unseen:
-                for example, vector in zip(unseen, self.embed_queries(unseen), strict=True):
+                vectors = self._embed_for_index(unseen, as_queries=True)
+                for example, vector in zip(unseen, vectors, strict=True):
                     self._example_vectors[example] = vector
             examples = (
                 np.vstack([self._example_vectors[e] for e in intent.examples])
