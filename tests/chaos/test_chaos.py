@@ -123,7 +123,7 @@ def test_rabbitmq_restarted_under_load(
     # The API keeps accepting into the outbox; workers lose their channels and reconnect.
     # Three restarts, the next soon or a while after a reconnection, catch each process at
     # another point of it: a race that hung a Celery worker after reconnecting (see
-    # celery_config) showed in one CI run of a single restart, in 2 of 7 runs of four.
+    # celery_config) showed in one CI run of a single restart, in 2 of 9 runs of four.
     rabbit_restarts = restart(rabbitmq.stop, rabbitmq.start, pauses_between_s=(0.7, 2.5))
     under_load(stack, "RabbitMQ restarted three times", rabbit_restarts)
 
