@@ -29,7 +29,6 @@ from results_file import write_results
 from chatq.knowledge_files import load_bundle
 from services.worker.knowledge.embedder_turns import INDEX_SLICE
 from services.worker.knowledge.embeddings import Embedder, load_embedder
-from services.worker.router import tenant_knowledge
 from services.worker.router.tenant_knowledge import KnowledgeRegistry
 from shared.api_keys import create_api_key
 from shared.db.engine import session_scope
@@ -47,8 +46,7 @@ def index_while_asking(database_url: str, embedder: Embedder, slice_size: int) -
     load_bundle(database_url, key.tenant, SHOP, {"orders_url": "http://127.0.0.1:9"})
     with session_scope(database_url) as session:
         tenant_id = store.tenant_by_name(session, key.tenant).id
-    registry = KnowledgeRegistry(database_url, embedder, 0.9)
-    tenant_knowledge.INDEX_SLICE = slice_size  # what _embed_for_index reads
+    registry = KnowledgeRegistry(database_url, embedder, 0.9, index_slice=slice_size)
     indexed = threading.Event()
     took: list[float] = []
 

@@ -140,13 +140,21 @@ def _passage_text(chunk: ChunkRecord) -> str:
 class KnowledgeRegistry:
     """The tenants' knowledge, loaded on demand and kept current."""
 
-    def __init__(self, database_url: str, embedder: Embedder, intent_threshold: float) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        embedder: Embedder,
+        intent_threshold: float,
+        index_slice: int = INDEX_SLICE,
+    ) -> None:
+        """``index_slice``: texts an indexing embeds per turn (``EmbedderTurns``)."""
         self.database_url = database_url
         self.embedder = embedder
         self.intent_threshold = intent_threshold
         self._tenants: dict[uuid.UUID, TenantKnowledge] = {}
         self._load_lock = threading.Lock()
         self.embedder_turns = EmbedderTurns()  # a job's embeddings before an indexing's
+        self.index_slice = index_slice
         self._example_vectors: dict[str, np.ndarray] = {}
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
@@ -167,9 +175,9 @@ class KnowledgeRegistry:
         """Texts of a tenant's knowledge, a slice at a time, letting jobs go between slices."""
         embed = self.embedder.embed_queries if as_queries else self.embedder.embed_passages
         slices = []
-        for start in range(0, len(texts), INDEX_SLICE):
+        for start in range(0, len(texts), self.index_slice):
             with self.embedder_turns.for_indexing():
-                slices.append(embed(texts[start : start + INDEX_SLICE]))
+                slices.append(embed(texts[start : start + self.index_slice]))
         if not slices:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return np.vstack(slices)
