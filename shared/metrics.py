@@ -93,6 +93,16 @@ PREFIX_CACHE = Counter(
     "Prompts whose shared prefix (system prompt) had its KV cache kept, by result (hit, miss)",
     ["result"],
 )
+KNOWLEDGE_INDEXING = Histogram(
+    "chatq_knowledge_indexing_seconds",
+    "Time to index a tenant's knowledge in a worker (met for the first time, or changed)",
+    buckets=LATENCY_BUCKETS,
+)
+KNOWLEDGE_WAIT = Histogram(
+    "chatq_knowledge_wait_seconds",
+    "Time claimed jobs waited aside while their tenant's knowledge was indexed",
+    buckets=LATENCY_BUCKETS,
+)
 ENGINE_FAILURES = Counter(
     "chatq_engine_failures", "Engine calls that raised (their jobs go back to the queue)"
 )

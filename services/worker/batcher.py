@@ -48,6 +48,7 @@ class DynamicBatcher(Generic[T]):
         self._arrivals = itertools.count()
         self._changed = threading.Condition()
         self._closed = False
+        self._interrupted = False
 
     def put(self, item: T) -> None:
         entry = _Waiting(
@@ -75,6 +76,13 @@ class DynamicBatcher(Generic[T]):
             self._waiting.clear()
             return dropped
 
+    def interrupt(self) -> None:
+        """End the wait of a ``next_batch`` waiting for a first job now (it returns ``[]``):
+        its caller has other work (jobs whose tenant's knowledge has just been indexed)."""
+        with self._changed:
+            self._interrupted = True
+            self._changed.notify_all()
+
     @property
     def closed(self) -> bool:
         with self._changed:
@@ -99,7 +107,8 @@ class DynamicBatcher(Generic[T]):
             give_up_at = time.monotonic() + idle_timeout_s
             while not self._waiting and not self._closed:
                 remaining = give_up_at - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self._interrupted:
+                    self._interrupted = False
                     return []
                 self._changed.wait(remaining)
             while wait_for_company and not self._closed and len(self._waiting) < size:

@@ -4,13 +4,15 @@ Expired jobs never reach the model; cancelled and already finished jobs are skip
 are claimed (``in_progress``) and get their session's transcript, both in one transaction. The
 worker does this on its preparer thread, ahead of the engine. The router then answers what
 it can without the model (rules, FAQ, cache, knowledge, fallback); the rest get a prompt within
-budget and go to the engine.
+budget and go to the engine. A job whose tenant's knowledge is still being indexed waits aside
+(``PreparedJobs.parked``), claimed, until the registry has it (``resume``).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -41,13 +43,35 @@ from shared.moderation import Moderator
 log = get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job claimed to run here, with its session's history (stored turns, then the
+    request's own)."""
+
+    key: str
+    request: InferenceRequest
+    history: list[ChatTurn]
+    claim: Claim
+
+
+@dataclass(frozen=True)
+class ParkedJob:
+    """A claimed job whose tenant's knowledge is being indexed (``loading``): routed once
+    that ends (``BatchProcessor.resume``)."""
+
+    job: ClaimedJob
+    loading: Future[TenantKnowledge]
+
+
 @dataclass
 class PreparedJobs:
     """``generation`` goes to the engine (``request_id`` is the caller's key); ``finished``
-    maps keys to outcomes decided without the model (``None``: acknowledge, nothing to send)."""
+    maps keys to outcomes decided without the model (``None``: acknowledge, nothing to send);
+    ``parked`` wait for their tenant's knowledge."""
 
     generation: list[GenerationRequest] = field(default_factory=list)
     finished: dict[str, InferenceOutcome | None] = field(default_factory=dict)
+    parked: list[ParkedJob] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -82,11 +106,8 @@ class BatchProcessor:
         prepared = PreparedJobs()
         live: list[tuple[str, InferenceRequest]] = []
         for key, request in jobs:
-            if request.deadline_at is not None and request.deadline_at <= now:
-                prepared.finished[key] = failure(
-                    request, "expired", "deadline_exceeded",
-                    "the job's deadline passed before it was scheduled",
-                )  # fmt: skip
+            if expiry := past_deadline(request, now, "before it was scheduled"):
+                prepared.finished[key] = expiry
             else:
                 live.append((key, request))
 
@@ -107,43 +128,65 @@ class BatchProcessor:
                     f"the job was started {claim.attempts - 1} times without finishing",
                 )  # fmt: skip
             else:
-                runnable.append((key, request))
+                stored = transcripts.get(request.session_id, []) if request.session_id else []
+                runnable.append(ClaimedJob(key, request, [*stored, *request.history], claim))
+        self._route(runnable, now, prepared)
+        return prepared
 
+    def resume(self, parked: Sequence[ParkedJob]) -> PreparedJobs:
+        """``prepare`` for jobs that waited for their tenant's knowledge, once its loading has
+        ended: they are routed, or wait again if a newer version is needed now. Raises what a
+        loading raised (the database away): the caller requeues those jobs."""
+        for waiting in parked:
+            waiting.loading.result()
+        now = utcnow()
+        prepared = PreparedJobs()
+        runnable = []
+        for waiting in parked:
+            expiry = past_deadline(
+                waiting.job.request, now, "while its tenant's knowledge was indexed"
+            )
+            if expiry:
+                prepared.finished[waiting.job.key] = expiry
+            else:
+                runnable.append(waiting.job)
+        self._route(runnable, now, prepared)
+        return prepared
+
+    def _route(self, jobs: Sequence[ClaimedJob], now: datetime, prepared: PreparedJobs) -> None:
+        """Route claimed jobs whose tenant's knowledge is held; park the others while the
+        registry indexes it in the background (the rest of the batch does not wait)."""
         versions = {
-            claim.tenant_id: claim.knowledge_version
-            for claim in (claims[r.job_id] for _, r in runnable)
-            if claim.tenant_id is not None and claim.knowledge_version is not None
+            job.claim.tenant_id: job.claim.knowledge_version
+            for job in jobs
+            if job.claim.tenant_id is not None and job.claim.knowledge_version is not None
         }
-        tenants = (
-            self.registry.at_versions(versions)
-            if self.registry is not None and self.router is not None
-            else {}
-        )
-        for key, request in runnable:
+        if self.registry is not None and self.router is not None:
+            tenants, loading = self.registry.held_or_loading(versions)
+        else:
+            tenants, loading = {}, {}
+        for job in jobs:
+            tenant_id = job.claim.tenant_id
+            if tenant_id is not None and tenant_id in loading:
+                prepared.parked.append(ParkedJob(job, loading[tenant_id]))
+                continue
             # every line logged while this job is routed and its prompt built names it
             with structlog.contextvars.bound_contextvars(
-                **job_context(request.job_id, request.session_id)
+                **job_context(job.request.job_id, job.request.session_id)
             ):
-                stored = transcripts.get(request.session_id, []) if request.session_id else []
-                claim = claims[request.job_id]
-                tenant = tenants.get(claim.tenant_id) if claim.tenant_id else None
-                self._prepare_one(
-                    key, request, [*stored, *request.history], claim, tenant, now, prepared
-                )
-        return prepared
+                tenant = tenants.get(tenant_id) if tenant_id else None
+                self._prepare_one(job, tenant, now, prepared)
 
     def _prepare_one(
         self,
-        key: str,
-        request: InferenceRequest,
-        history: list[ChatTurn],
-        claim: Claim,
+        job: ClaimedJob,
         tenant: TenantKnowledge | None,
         now: datetime,
         prepared: PreparedJobs,
     ) -> None:
         """Route one claimed job: answered at once (``prepared.finished``) or queued for the
         model with its prompt (``prepared.generation``)."""
+        key, request, history, claim = job.key, job.request, job.history, job.claim
         if self.router is not None and tenant is not None:
             decision = self.router.route(
                 tenant,
@@ -273,6 +316,15 @@ def routed(
         ),
         finished_at=utcnow(),
     )
+
+
+def past_deadline(
+    request: InferenceRequest, now: datetime, waiting: str
+) -> InferenceOutcome | None:
+    """The job's expiry if its deadline has passed (``waiting`` says when, for its message)."""
+    if request.deadline_at is None or request.deadline_at > now:
+        return None
+    return failure(request, "expired", "deadline_exceeded", f"the job's deadline passed {waiting}")
 
 
 def failure(

@@ -5,19 +5,28 @@ builds their prompts (``BatchProcessor.prepare``), then hands those for the mode
 thread through the ready queue; answers decided without the model (routed, expired, skipped)
 go straight to the outcome sender. On the engine thread this work stalled every sequence that
 was decoding; here it overlaps with decoding, a batch ahead of the engine.
+
+A job whose tenant's knowledge is being indexed (a tenant met for the first time: tens of
+seconds for a large upload on a small CPU) waits aside, claimed, while the registry indexes in
+the background; the preparer goes on with the other jobs and resumes the parked ones when the
+indexing ends. On a stop it finishes them (they are claimed); when the connection is lost they
+are dropped with the rest (the broker delivers them again).
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 from services.worker.batcher import DynamicBatcher
-from services.worker.inference import PreparedJobs
+from services.worker.inference import ParkedJob, PreparedJobs
 from services.worker.pending_job import PendingJob
 from services.worker.ready_queue import ReadyJob, ReadyQueue
 from services.worker.settlements import Settler
+from shared import metrics
 from shared.logs import get_logger
 from shared.messaging.schemas import InferenceRequest
 
@@ -29,6 +38,8 @@ IDLE_TIMEOUT_S = 0.2
 
 class Preparing(Protocol):
     def prepare(self, jobs: Sequence[tuple[str, InferenceRequest]]) -> PreparedJobs: ...
+
+    def resume(self, parked: Sequence[ParkedJob]) -> PreparedJobs: ...
 
 
 class JobPreparer:
@@ -50,31 +61,88 @@ class JobPreparer:
         # once the engine has taken the last one, so that batches stay whole.
         self.whole_batches = whole_batches
         self.retry_pause_s = retry_pause_s
+        # jobs waiting for their tenant's knowledge, by key, with when they were parked
+        self._parked: dict[str, tuple[PendingJob, ParkedJob, float]] = {}
+        self._parked_lock = threading.Lock()
+        self._loading_ended = threading.Event()  # set by a parked job's loading as it ends
 
     def run(self) -> None:
-        """Until the batcher closes; then the ready queue closes behind the last batch."""
+        """Until the batcher closes and the parked jobs are done; then the ready queue
+        closes behind the last batch."""
         try:
             while True:
+                self._resume_parked()
                 room = self.ready.wait_for_room(
                     self.ready.capacity if self.whole_batches else 1, IDLE_TIMEOUT_S
                 )
                 if not room:
-                    if self.batcher.closed:
+                    if self.batcher.closed and not self.parked:
                         return
                     continue
                 batch = self.batcher.next_batch(
                     IDLE_TIMEOUT_S, limit=room, wait_for_company=self.whole_batches
                 )
                 if batch is None:
-                    return
-                if batch:
+                    if not self.parked:
+                        return
+                    # stopping: what is parked is claimed, so it finishes
+                    self._loading_ended.wait(IDLE_TIMEOUT_S)
+                elif batch:
                     self.prepare(batch)
         finally:
             self.ready.close()
 
+    @property
+    def parked(self) -> int:
+        with self._parked_lock:
+            return len(self._parked)
+
+    def drop_parked(self) -> int:
+        """Forget the parked jobs (their messages died with their channel; the broker
+        delivers them again). Returns how many."""
+        with self._parked_lock:
+            dropped = len(self._parked)
+            self._parked.clear()
+            return dropped
+
     def prepare(self, batch: list[PendingJob]) -> None:
+        self._handle(batch, lambda: self.processor.prepare([(p.key, p.request) for p in batch]))
+
+    def _resume_parked(self) -> None:
+        """Route the parked jobs whose tenant's loading has ended, a tenant at a time."""
+        self._loading_ended.clear()  # first: a loading that ends from now on sets it again
+        with self._parked_lock:
+            done = [entry for entry in self._parked.values() if entry[1].loading.done()]
+            for pending, _, _ in done:
+                del self._parked[pending.key]
+        by_loading: dict[int, list[tuple[PendingJob, ParkedJob, float]]] = {}
+        for entry in done:
+            by_loading.setdefault(id(entry[1].loading), []).append(entry)
+        now = time.monotonic()
+        for entries in by_loading.values():
+            for _, _, parked_at in entries:
+                metrics.KNOWLEDGE_WAIT.observe(now - parked_at)
+            log.info(
+                "parked_jobs_resumed",
+                job_ids=[str(p.request.job_id) for p, _, _ in entries],
+                waited_ms=round((now - min(at for _, _, at in entries)) * 1000, 1),
+            )
+            self._handle(
+                [pending for pending, _, _ in entries],
+                partial(self.processor.resume, [waiting for _, waiting, _ in entries]),
+                parked_since={pending.key: at for pending, _, at in entries},
+            )
+
+    def _handle(
+        self,
+        batch: list[PendingJob],
+        prepare: Callable[[], PreparedJobs],
+        parked_since: dict[str, float] | None = None,
+    ) -> None:
+        """Run ``prepare`` for ``batch`` and pass its jobs on: to the engine, settled, or
+        parked (``parked_since``: when those of ``batch`` that waited already were parked)."""
         try:
-            prepared = self.processor.prepare([(p.key, p.request) for p in batch])
+            prepared = prepare()
         except Exception:
             log.exception("prepare_failed", job_ids=[str(p.request.job_id) for p in batch])
             for pending in batch:
@@ -86,3 +154,26 @@ class JobPreparer:
         self.ready.put([ReadyJob(by_key[r.request_id], r) for r in prepared.generation])
         for key, outcome in prepared.finished.items():
             self.settler.settle(by_key[key].message, outcome)
+        if prepared.parked:
+            self._park(by_key, prepared.parked, parked_since or {})
+
+    def _on_loading_ended(self, _loading: object) -> None:
+        # on the loader's thread: the preparer resumes the parked jobs now, not after its wait
+        self._loading_ended.set()
+        self.batcher.interrupt()
+
+    def _park(
+        self, by_key: dict[str, PendingJob], parked: list[ParkedJob], since: dict[str, float]
+    ) -> None:
+        now = time.monotonic()
+        with self._parked_lock:
+            for waiting in parked:
+                key = waiting.job.key
+                self._parked[key] = (by_key[key], waiting, since.get(key, now))
+        for waiting in parked:
+            waiting.loading.add_done_callback(self._on_loading_ended)
+        log.info(
+            "jobs_parked_for_knowledge",
+            job_ids=[str(w.job.request.job_id) for w in parked],
+            tenants=sorted({str(w.job.claim.tenant_id) for w in parked}),
+        )

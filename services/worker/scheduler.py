@@ -50,7 +50,7 @@ class EngineScheduler:
             length=lambda pending: pending.length_hint,
         )
         self.ready = ReadyQueue(settings.max_batch_size)
-        preparer = JobPreparer(
+        self.preparer = preparer = JobPreparer(
             self.batcher,
             processor,
             self.ready,
@@ -113,7 +113,7 @@ class EngineScheduler:
     def drop_waiting(self) -> int:
         """Forget the jobs not started yet: their messages died with their channel and the
         broker delivers them again. Returns how many."""
-        dropped = self.batcher.clear()
+        dropped = self.batcher.clear() + self.preparer.drop_parked()
         for job in self.ready.clear():
             self.processor.forget(job.pending.key)
             dropped += 1

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from chatq.webhook_receiver import WebhookReceiver
+from shared.api_keys import create_api_key
 from shared.db.engine import dispose_engine
 from tests.conftest import BACKENDS, REPO_ROOT, NamespaceFactory, RunningStack, start_stack
 from tests.e2e.test_pipeline import poll_until_finished, submit
@@ -111,6 +112,50 @@ def test_uploaded_knowledge_answers_the_next_job_and_webhooks_carry_the_route(
     assert by_id[document_job["id"]]["route"] == "knowledge"
     assert by_id[document_job["id"]]["sources"] == document_job["sources"]
     assert by_id[handoff_job["id"]]["intent"]["name"] == "human"
+
+
+def catalogue(products: int) -> dict[str, str]:
+    """A new tenant's large upload: a document per product, a few sections each."""
+    return {
+        f"product-{n}": (
+            f"# Lumen lamp L{n}\n\n## Light\nThe L{n} gives {300 + n * 7} lumens and dims in "
+            f"{n % 5 + 3} steps. Its colour temperature runs from 2700 K to {4000 + n * 50} K.\n\n"
+            f"## Power\nThe L{n} draws {5 + n % 9} watts and runs on a USB-C adapter. Its battery "
+            f"lasts {6 + n % 7} hours on the lowest step.\n\n"
+            f"## Care\nWipe the L{n} with a dry cloth. Keep it away from water and do not open "
+            f"the housing: the warranty of {1 + n % 3} years ends if it is opened.\n"
+        )
+        for n in range(products)
+    }
+
+
+def test_a_tenants_large_upload_does_not_hold_the_other_tenants_answers(
+    running: RunningStack, client: httpx.Client
+) -> None:
+    faq = {"question": "Do you ship abroad?", "answer": "We ship to 30 countries in Europe."}
+    assert client.put("/v1/knowledge/faq/abroad", json=faq).status_code in (200, 201)
+    assert ask(client, "do you ship abroad?")["route"] == "faq"  # this tenant is indexed now
+    newcomer = create_api_key(running.settings.database_url, f"lamps-{running.backend}")
+    with httpx.Client(
+        base_url=running.base_url,
+        headers={"Authorization": f"Bearer {newcomer.key}"},
+        timeout=60,
+    ) as lamps:
+        for doc_id, text in catalogue(20).items():
+            put = lamps.put(
+                f"/v1/knowledge/documents/{doc_id}", json={"title": doc_id, "text": text}
+            )
+            assert put.status_code in (200, 201), put.text
+        # the newcomer's first question waits while its 60 chunks and their sentences are
+        # embedded (seconds); a question of another tenant asked just after it is answered
+        # meanwhile
+        waiting = submit(lamps, query="How many lumens does the L7 give?")
+        other = submit(client, query="do you ship abroad?")
+        answered = poll_until_finished(client, other["id"], timeout_s=120)
+        indexed = poll_until_finished(lamps, waiting["id"], timeout_s=300)
+    assert answered["route"] == "faq" and indexed["route"] == "knowledge"
+    assert "349" in indexed["response"]
+    assert answered["completed_at"] < indexed["completed_at"]
 
 
 def test_abuse_is_blocked_before_the_model_and_transcripts_keep_no_phone_numbers(

@@ -148,3 +148,56 @@ def test_a_jobs_question_is_embedded_between_the_slices_of_an_indexing(
     assert embedder.calls[1] == ("queries", 1)
     assert ("passages", INDEX_SLICE) in embedder.calls[2:]
     assert len(registry.current({tenant_id})[tenant_id].sentence_vectors) >= 2 * INDEX_SLICE
+
+
+def test_a_small_tenant_is_indexed_between_the_slices_of_a_large_ones_indexing(
+    backend_settings: Settings,
+) -> None:
+    url = backend_settings.database_url
+    large, small = create_api_key(url, "large"), create_api_key(url, "small")
+    sections = [
+        f"## Store {n}\n"
+        + " ".join(
+            f"Counter {c} of store {n} opens at {(n + c) % 12 + 1} o'clock." for c in range(8)
+        )
+        for n in range(15)
+    ]
+    with session_scope(url) as session:
+        large_tenant = store.tenant_by_name(session, large.tenant)
+        store.put_document(
+            session,
+            large_tenant.id,
+            "stores",
+            DocumentIn(title="Stores", text="# Stores\n\n" + "\n\n".join(sections)),
+        )
+        small_tenant = store.tenant_by_name(session, small.tenant)
+        store.put_faq(
+            session,
+            small_tenant.id,
+            "hours",
+            FaqIn(question="When do you open?", answer="We open at 9 o'clock.", lang="en"),
+        )
+        versions = {
+            large_tenant.id: large_tenant.knowledge_version,
+            small_tenant.id: small_tenant.knowledge_version,
+        }
+    embedder = CountingEmbedder(
+        load_embedder(backend_settings.embedding_model, backend_settings.embedding_model_dir)
+    )
+    registry = KnowledgeRegistry(url, embedder, 0.9)
+    held, loading = registry.held_or_loading({large_tenant.id: versions[large_tenant.id]})
+    assert held == {}
+    large_loading = loading[large_tenant.id]
+    give_up_at = time.monotonic() + 60
+    while embedder.texts < 2 * INDEX_SLICE and time.monotonic() < give_up_at:
+        time.sleep(0.005)  # the large tenant's indexing is under way
+    # asked again while it runs, the same loading answers
+    assert registry.held_or_loading(versions)[1][large_tenant.id] is large_loading
+    small_loading = registry.held_or_loading(versions)[1][small_tenant.id]
+    assert small_loading.result(60).faq[0].faq_id == "hours"
+    # the small tenant was indexed between the large one's slices, not after all of them
+    assert not large_loading.done()
+    assert len(large_loading.result(120).chunks) >= 2
+    held, loading = registry.held_or_loading(versions)
+    assert loading == {} and set(held) == set(versions)
+    registry.stop_watching()  # its loader threads

@@ -17,12 +17,13 @@ from standardwebhooks import Webhook
 from chatq.order_service import OrderService
 from services.worker.engine import GenerationResult
 from services.worker.engine.onnx_runtime import load_onnx_engine
-from services.worker.inference import BatchProcessor
+from services.worker.inference import BatchProcessor, PreparedJobs
 from services.worker.prompt import PromptBuilder
 from services.worker.router.build import build_router
 from shared.api_keys import IssuedKey, create_api_key
 from shared.config import Device, LogFormat, Settings
 from shared.db.engine import session_scope
+from shared.db.models import Job, JobStatus
 from shared.knowledge import store
 from shared.knowledge.schemas import DocumentIn, FaqIn, IntentIn, TenantSettings
 from shared.logs import get_logger
@@ -130,6 +131,41 @@ def shop(url: str, name: str = "shop") -> IssuedKey:
     return key
 
 
+def prepare_when_indexed(
+    processor: BatchProcessor, jobs: list[tuple[str, InferenceRequest]]
+) -> PreparedJobs:
+    """``processor.prepare``, with the jobs that waited for their tenant's indexing resumed
+    once it has ended, as the worker's preparer does."""
+    prepared = processor.prepare(jobs)
+    parked, prepared.parked = prepared.parked, []
+    while parked:
+        for waiting in parked:
+            waiting.loading.result(timeout=120)
+        resumed = processor.resume(parked)
+        prepared.generation += resumed.generation
+        prepared.finished.update(resumed.finished)
+        parked = resumed.parked
+    return prepared
+
+
+def request_of(
+    url: str,
+    key: IssuedKey,
+    query: str,
+    history: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    max_new_tokens: int = 4,
+) -> InferenceRequest:
+    """A stored job of ``key``'s and its inference request."""
+    job = make_job(url, key.id, query=query)
+    return InferenceRequest(
+        job_id=job.id,
+        query=query,
+        history=[ChatTurn(role=role, content=content) for role, content in history],  # type: ignore[arg-type]
+        params=GenerationParams(max_new_tokens=max_new_tokens),
+        submitted_at=job.created_at,
+    )
+
+
 def ask(
     processor: BatchProcessor,
     url: str,
@@ -139,16 +175,9 @@ def ask(
     max_new_tokens: int = 4,
 ) -> InferenceOutcome | str:
     """The router's outcome, or ``"model"`` when the job goes to the engine."""
-    job = make_job(url, key.id, query=query)
-    request = InferenceRequest(
-        job_id=job.id,
-        query=query,
-        history=[ChatTurn(role=role, content=content) for role, content in history],  # type: ignore[arg-type]
-        params=GenerationParams(max_new_tokens=max_new_tokens),
-        submitted_at=job.created_at,
-    )
+    request = request_of(url, key, query, history, max_new_tokens)
     token = uuid.uuid4().hex
-    prepared = processor.prepare([(token, request)])
+    prepared = prepare_when_indexed(processor, [(token, request)])
     if prepared.generation:
         return "model"
     outcome = prepared.finished[token]
@@ -214,6 +243,30 @@ def test_two_faq_entries_that_tie_are_both_answered(
     # a clear winner answers alone (the warranty entries rank 0.2 below it)
     alone = completed(ask(processor, url, key, "How do I reset my router?"))
     assert [s.id for s in alone.sources] == ["reset-router"]
+
+
+def test_a_job_of_a_tenant_being_indexed_waits_aside_while_the_others_are_routed(
+    backend_settings: Settings, processor: BatchProcessor
+) -> None:
+    url = backend_settings.database_url
+    known, new = shop(url, "known"), shop(url, "new")
+    completed(ask(processor, url, known, "How do I reset my router?"))  # known: indexed now
+    waiting = request_of(url, new, "How do I reset my router?")
+    routed = request_of(url, known, "路由器怎么重置？")
+    prepared = processor.prepare([("new", waiting), ("known", routed)])
+    # the known tenant's job is answered without waiting for the new tenant's indexing
+    known_outcome = prepared.finished["known"]
+    assert known_outcome is not None and known_outcome.route == "faq"
+    (parked,) = prepared.parked
+    assert parked.job.key == "new" and "new" not in prepared.finished
+    parked.loading.result(timeout=120)
+    resumed = processor.resume([parked])
+    assert resumed.parked == [] and resumed.generation == []
+    outcome = completed(resumed.finished["new"])
+    assert outcome.route == "faq" and outcome.response.startswith("Hold the RESET button")
+    with session_scope(url) as session:  # claimed once: resuming does not claim it again
+        job = session.get(Job, waiting.job_id)
+        assert job is not None and (job.status, job.attempts) == (JobStatus.IN_PROGRESS, 1)
 
 
 def test_another_tenants_knowledge_never_answers(
@@ -696,14 +749,8 @@ def test_a_masked_question_reaches_the_model_masked(
 ) -> None:
     url = backend_settings.database_url
     key = moderated_shop(url, {"custom": "mask"})
-    job = make_job(url, key.id, query="Is CompetitorMart cheaper than you for a laptop?")
-    request = InferenceRequest(
-        job_id=job.id,
-        query=job.query,
-        params=GenerationParams(max_new_tokens=2),
-        submitted_at=job.created_at,
-    )
-    prepared = processor.prepare([("masked", request)])
+    request = request_of(url, key, "Is CompetitorMart cheaper than you for a laptop?", [], 2)
+    prepared = prepare_when_indexed(processor, [("masked", request)])
     (generation,) = prepared.generation
     prompt = " ".join(message["content"] for message in generation.messages)
     assert "CompetitorMart" not in prompt and "Is *** cheaper" in prompt
@@ -718,7 +765,7 @@ def test_a_masked_question_reaches_the_model_masked(
             batch_size=1,
             inference_ms=1.0,
         ),
-        job.created_at,
+        request.submitted_at,
     )
     assert the_outcome.moderation is not None
     assert the_outcome.moderation["action"] == "mask"

@@ -98,3 +98,17 @@ def test_a_closed_batcher_says_so_and_refuses_new_items() -> None:
     assert batcher.closed
     with pytest.raises(RuntimeError):
         batcher.put(1)
+
+
+def test_an_interrupt_ends_the_wait_for_a_first_job_once() -> None:
+    batcher: DynamicBatcher[int] = DynamicBatcher(max_batch_size=4, max_wait_s=60)
+    batches: list[list[int] | None] = []
+    taker = threading.Thread(target=lambda: batches.append(batcher.next_batch(60)))
+    taker.start()
+    time.sleep(0.05)  # let it wait (an interrupt before the wait ends it as well)
+    batcher.interrupt()
+    taker.join(10)
+    assert not taker.is_alive() and batches == [[]]
+    batcher.put(1)
+    assert batcher.next_batch(1, wait_for_company=False) == [1]
+    assert batcher.next_batch(0.05) == []  # the interrupt was spent: this one waited it out

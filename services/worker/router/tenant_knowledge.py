@@ -8,6 +8,11 @@ the chunks: the first worker that meets a chunk (or FAQ entry) without a vector 
 embedding model computes it and stores it, so the others (and restarts) only read. An indexing
 embeds a slice at a time and lets a job's embeddings go between slices (``EmbedderTurns``):
 routing does not wait for the whole of a large upload being indexed in the background.
+
+A job whose tenant is not held at its version yet (a tenant met for the first time, a change the
+watcher has not reached) does not index on the worker's preparer thread either: the registry
+loads it on a loader thread of its own (``held_or_loading``) while the job waits aside, so the
+other tenants' jobs go on.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias
@@ -30,6 +36,7 @@ from services.worker.knowledge.index import HybridIndex, IndexedText
 from services.worker.router.builtin_intents import BUILTIN_HANDOFF, BUILTIN_HANDOFF_NAME
 from services.worker.router.contact import find_contact
 from services.worker.router.intents import CompiledIntent
+from shared import metrics
 from shared.db.engine import session_scope
 from shared.db.models import FaqEntry, IntentDefinitionRow, KbChunk, KbDocument, Tenant
 from shared.knowledge.schemas import IntentIn, LocalizedText, TenantSettings
@@ -37,6 +44,10 @@ from shared.logs import get_logger
 from shared.tenant_safety import TenantSafety, build_tenant_safety, load_tenant_safety
 
 log = get_logger(__name__)
+
+# Tenants indexed at once for jobs waiting aside: beyond the first, so that a tenant with a few
+# FAQ entries is not held behind another's large upload (their slices share the embedder).
+LOADER_THREADS = 4
 
 # The columns ``KnowledgeRegistry._load`` reads for each index, in its order.
 ChunkRow: TypeAlias = Row[uuid.UUID, str, str, str, str, str | None, bytes | None, str | None]
@@ -152,12 +163,20 @@ class KnowledgeRegistry:
         self.embedder = embedder
         self.intent_threshold = intent_threshold
         self._tenants: dict[uuid.UUID, TenantKnowledge] = {}
-        self._load_lock = threading.Lock()
+        # one load per tenant at a time; tenants load side by side, their slices taking turns
+        # at the embedder, so a small tenant is not held behind a large one's indexing
+        self._load_locks: dict[uuid.UUID, threading.Lock] = {}
         self.embedder_turns = EmbedderTurns()  # a job's embeddings before an indexing's
         self.index_slice = index_slice
         self._example_vectors: dict[str, np.ndarray] = {}
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
+        # loads for jobs waiting aside (``held_or_loading``), at most one running per tenant
+        self._loader = ThreadPoolExecutor(
+            max_workers=LOADER_THREADS, thread_name_prefix="knowledge-load"
+        )
+        self._loads: dict[uuid.UUID, Future[TenantKnowledge]] = {}
+        self._loads_lock = threading.Lock()
 
     # --- embedding ----------------------------------------------------------------------------
 
@@ -201,6 +220,32 @@ class KnowledgeRegistry:
             result[tenant_id] = known
         return result
 
+    def held_or_loading(
+        self, versions: Mapping[uuid.UUID, int]
+    ) -> tuple[dict[uuid.UUID, TenantKnowledge], dict[uuid.UUID, Future[TenantKnowledge]]]:
+        """``at_versions`` without waiting: the tenants held at least at the version given,
+        and, for the others, the background load that brings them (started if none runs).
+
+        A load may end at an older version than asked, when it started before the change it
+        was asked for: ask again once it is done."""
+        held, loading = {}, {}
+        for tenant_id, version in versions.items():
+            known = self._tenants.get(tenant_id)
+            if known is not None and known.version >= version:
+                held[tenant_id] = known
+            else:
+                loading[tenant_id] = self._load_in_background(tenant_id)
+        return held, loading
+
+    def _load_in_background(self, tenant_id: uuid.UUID) -> Future[TenantKnowledge]:
+        with self._loads_lock:
+            running = self._loads.get(tenant_id)
+            if running is not None and not running.done():
+                return running
+            future = self._loader.submit(self._load, tenant_id)
+            self._loads[tenant_id] = future
+            return future
+
     def _versions(self, tenant_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, int]:
         with session_scope(self.database_url) as session:
             rows = session.execute(
@@ -224,7 +269,9 @@ class KnowledgeRegistry:
         self._watcher.start()
 
     def stop_watching(self) -> None:
+        """Stop the watcher and the background loads (loads not started are cancelled)."""
         self._stop.set()
+        self._loader.shutdown(wait=False, cancel_futures=True)
 
     def refresh_all(self) -> None:
         """Load every tenant whose knowledge changed (and those with knowledge not yet met)."""
@@ -238,7 +285,9 @@ class KnowledgeRegistry:
     # --- loading --------------------------------------------------------------------------------
 
     def _load(self, tenant_id: uuid.UUID) -> TenantKnowledge:
-        with self._load_lock:
+        with self._loads_lock:
+            lock = self._load_locks.setdefault(tenant_id, threading.Lock())
+        with lock:
             started = time.perf_counter()
             with session_scope(self.database_url) as session:
                 tenant = session.get(Tenant, tenant_id)
@@ -297,6 +346,7 @@ class KnowledgeRegistry:
                 texts = [c.text for c in knowledge.chunks] + [f.answer for f in knowledge.faq]
                 knowledge.derived_fallback = find_contact(texts).fallback()
             self._tenants[tenant_id] = knowledge
+            metrics.KNOWLEDGE_INDEXING.observe(time.perf_counter() - started)
             log.info(
                 "knowledge_indexed",
                 tenant=knowledge.name,

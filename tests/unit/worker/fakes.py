@@ -10,14 +10,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from datetime import datetime
+from typing import Any
 
 from kombu import Producer
 
 from services.worker.engine import Engine, GenerationRequest, GenerationResult
-from services.worker.inference import PreparedJobs
+from services.worker.inference import ClaimedJob, ParkedJob, PreparedJobs
+from services.worker.job_state import Claim
 from services.worker.pending_job import PendingJob
-from shared.db.models import utcnow
+from shared.db.models import JobStatus, utcnow
 from shared.messaging.broker import publish_inference_request
 from shared.messaging.schemas import (
     EngineInfo,
@@ -123,7 +126,8 @@ class FakeEngine(Engine):
 
 class FakeProcessor:
     """Queries starting with "routed" are answered without the model; "slow" ones wait for
-    ``slow_gate`` in ``prepare``; the first ``failing`` prepares raise."""
+    ``slow_gate`` in ``prepare``; "indexing" ones wait aside until the test ends ``loading``
+    (as for a tenant whose knowledge is being indexed); the first ``failing`` prepares raise."""
 
     def __init__(self, engine: FakeEngine, *, failing: int = 0) -> None:
         self.engine = engine
@@ -132,6 +136,8 @@ class FakeProcessor:
         self.forgotten: list[str] = []
         self.slow_prepare_started = threading.Event()
         self.slow_gate = threading.Event()
+        self.loading: Future[Any] = Future()  # the tenant's knowledge, as the test decides
+        self.resumed: list[str] = []  # keys of the parked jobs, as they were resumed
 
     def prepare(self, jobs: Sequence[tuple[str, InferenceRequest]]) -> PreparedJobs:
         self.prepare_threads.append(threading.current_thread().name)
@@ -144,17 +150,34 @@ class FakeProcessor:
                 self.slow_prepare_started.set()
                 if not self.slow_gate.wait(WAIT_S):
                     raise RuntimeError("the test never opened the gate")
-            if request.query.startswith("routed"):
-                prepared.finished[key] = InferenceOutcome(
-                    job_id=request.job_id,
-                    status="completed",
-                    response="routed",
-                    finished_at=utcnow(),
-                )
+            if request.query.startswith("indexing"):
+                claim = Claim(JobStatus.IN_PROGRESS, 1, tenant_id=uuid.uuid4())
+                job = ClaimedJob(key, request, [], claim)
+                prepared.parked.append(ParkedJob(job, self.loading))
             else:
-                messages = [{"role": "user", "content": request.query}]
-                prepared.generation.append(GenerationRequest(key, messages, request.params))
+                self._route(key, request, prepared)
         return prepared
+
+    def resume(self, parked: Sequence[ParkedJob]) -> PreparedJobs:
+        prepared = PreparedJobs()
+        for waiting in parked:
+            waiting.loading.result()
+        for waiting in parked:
+            self.resumed.append(waiting.job.key)
+            self._route(waiting.job.key, waiting.job.request, prepared)
+        return prepared
+
+    def _route(self, key: str, request: InferenceRequest, prepared: PreparedJobs) -> None:
+        if request.query.startswith(("routed", "indexing routed")):
+            prepared.finished[key] = InferenceOutcome(
+                job_id=request.job_id,
+                status="completed",
+                response="routed",
+                finished_at=utcnow(),
+            )
+        else:
+            messages = [{"role": "user", "content": request.query}]
+            prepared.generation.append(GenerationRequest(key, messages, request.params))
 
     def completed(
         self, request: InferenceRequest, result: GenerationResult, admitted_at: datetime

@@ -182,3 +182,60 @@ def test_a_closed_idle_scheduler_wakes_the_channel_thread_when_it_finishes() -> 
         if running.scheduler.finished:
             break
     assert running.scheduler.finished
+
+
+def test_a_job_waiting_for_its_tenants_indexing_lets_the_others_run(continuous: Running) -> None:
+    assert continuous.engine.step_permits is not None
+    continuous.engine.step_permits.release(1000)
+    parked, other = pending("indexing: a new tenant's first question", 1), pending(new_tokens=1)
+    continuous.scheduler.submit(parked)
+    assert wait_until(lambda: continuous.scheduler.preparer.parked == 1)
+    continuous.scheduler.submit(other)
+    # the other tenant's job is answered while the first one's knowledge is still indexed
+    assert continuous.sender.wait_for(1)
+    assert continuous.engine.admissions == [[other.key]]
+    assert continuous.settled(parked.message) == []
+    continuous.processor.loading.set_result(None)
+    assert continuous.sender.wait_for(2)
+    assert continuous.engine.admissions == [[other.key], [parked.key]]
+    assert wait_until(lambda: continuous.settled(parked.message) == ["ack"])
+    assert continuous.scheduler.preparer.parked == 0
+
+
+def test_a_failed_indexing_requeues_the_jobs_that_waited_for_it(continuous: Running) -> None:
+    parked = pending("indexing: a new tenant's first question", 1)
+    continuous.scheduler.submit(parked)
+    assert wait_until(lambda: continuous.scheduler.preparer.parked == 1)
+    continuous.processor.loading.set_exception(RuntimeError("the database is down"))
+    assert wait_until(lambda: continuous.settled(parked.message) == ["requeue"])
+    assert continuous.engine.admissions == [] and continuous.processor.resumed == []
+
+
+def test_closing_finishes_the_parked_jobs_when_their_indexing_ends(continuous: Running) -> None:
+    parked = pending("indexing routed: a new tenant's first question")
+    continuous.scheduler.submit(parked)
+    assert wait_until(lambda: continuous.scheduler.preparer.parked == 1)
+    continuous.scheduler.close()
+    continuous.scheduler.join(0.5)
+    assert not continuous.scheduler.finished  # it is claimed: the stop waits for it
+    continuous.processor.loading.set_result(None)
+    continuous.scheduler.join(WAIT_S)
+    assert continuous.scheduler.finished
+    assert continuous.settled(parked.message) == ["ack"]
+    assert [o.response for o in continuous.sender.outcomes] == ["routed"]
+
+
+def test_after_a_lost_connection_parked_jobs_are_dropped(continuous: Running) -> None:
+    parked = pending("indexing: a new tenant's first question", 1)
+    continuous.scheduler.submit(parked)
+    assert wait_until(lambda: continuous.scheduler.preparer.parked == 1)
+    assert continuous.scheduler.drop_waiting() == 1
+    continuous.processor.loading.set_result(None)
+    later = pending(new_tokens=1)
+    assert continuous.engine.step_permits is not None
+    continuous.engine.step_permits.release(10)
+    continuous.scheduler.submit(later)
+    assert continuous.sender.wait_for(1)
+    # the dropped job is not resumed: the broker delivers it again
+    assert continuous.engine.admissions == [[later.key]]
+    assert continuous.processor.resumed == [] and continuous.settled(parked.message) == []
