@@ -296,6 +296,10 @@ class Settings(BaseSettings):
     webhook_delivery_concurrency: int = Field(16, ge=1, le=1024)
     """Threads per webhook delivery worker: deliveries in flight at once, each waiting at most
     ``CHATQ_WEBHOOK_TIMEOUT_S``."""
+    stall_timeout_s: float = Field(120.0, ge=0, le=86_400)
+    """A post-processing or delivery worker that has work (tasks due, or messages ready in its
+    queues) and starts or finishes no task for this long exits, so that its supervisor starts
+    it again; its unacknowledged tasks go back to the queue. 0: never."""
 
     # --- messaging ---------------------------------------------------------------------------
     broker_polling_interval_s: float = Field(0.02, gt=0, le=10)
