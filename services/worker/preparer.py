@@ -118,15 +118,7 @@ class JobPreparer:
         by_loading: dict[int, list[tuple[PendingJob, ParkedJob, float]]] = {}
         for entry in done:
             by_loading.setdefault(id(entry[1].loading), []).append(entry)
-        now = time.monotonic()
         for entries in by_loading.values():
-            for _, _, parked_at in entries:
-                metrics.KNOWLEDGE_WAIT.observe(now - parked_at)
-            log.info(
-                "parked_jobs_resumed",
-                job_ids=[str(p.request.job_id) for p, _, _ in entries],
-                waited_ms=round((now - min(at for _, _, at in entries)) * 1000, 1),
-            )
             self._handle(
                 [pending for pending, _, _ in entries],
                 partial(self.processor.resume, [waiting for _, waiting, _ in entries]),
@@ -154,8 +146,26 @@ class JobPreparer:
         self.ready.put([ReadyJob(by_key[r.request_id], r) for r in prepared.generation])
         for key, outcome in prepared.finished.items():
             self.settler.settle(by_key[key].message, outcome)
+        if parked_since:
+            self._count_waits(by_key, parked_since, prepared)
         if prepared.parked:
             self._park(by_key, prepared.parked, parked_since or {})
+
+    def _count_waits(
+        self, by_key: dict[str, PendingJob], parked_since: dict[str, float], prepared: PreparedJobs
+    ) -> None:
+        """The waits of the resumed jobs that go on now (not those parked again)."""
+        parked_again = {waiting.job.key for waiting in prepared.parked}
+        now = time.monotonic()
+        waits = {key: now - at for key, at in parked_since.items() if key not in parked_again}
+        for wait in waits.values():
+            metrics.KNOWLEDGE_WAIT.observe(wait)
+        if waits:
+            log.info(
+                "parked_jobs_resumed",
+                job_ids=[str(by_key[key].request.job_id) for key in waits],
+                waited_ms=round(max(waits.values()) * 1000, 1),
+            )
 
     def _on_loading_ended(self, _loading: object) -> None:
         # on the loader's thread: the preparer resumes the parked jobs now, not after its wait

@@ -7,6 +7,7 @@ import select
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.worker.scheduler import EngineScheduler
 from services.worker.settlements import SettlementQueue, Settler
@@ -188,6 +189,7 @@ def test_a_job_waiting_for_its_tenants_indexing_lets_the_others_run(continuous: 
     assert continuous.engine.step_permits is not None
     continuous.engine.step_permits.release(1000)
     parked, other = pending("indexing: a new tenant's first question", 1), pending(new_tokens=1)
+    waits_before = waits_counted()
     continuous.scheduler.submit(parked)
     assert wait_until(lambda: continuous.scheduler.preparer.parked == 1)
     continuous.scheduler.submit(other)
@@ -200,6 +202,11 @@ def test_a_job_waiting_for_its_tenants_indexing_lets_the_others_run(continuous: 
     assert continuous.engine.admissions == [[other.key], [parked.key]]
     assert wait_until(lambda: continuous.settled(parked.message) == ["ack"])
     assert continuous.scheduler.preparer.parked == 0
+    assert waits_counted() == waits_before + 1  # chatq_knowledge_wait_seconds
+
+
+def waits_counted() -> float:
+    return REGISTRY.get_sample_value("chatq_knowledge_wait_seconds_count") or 0.0
 
 
 def test_a_failed_indexing_requeues_the_jobs_that_waited_for_it(continuous: Running) -> None:
