@@ -18,6 +18,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, wait
+from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
@@ -42,6 +44,13 @@ class Preparing(Protocol):
     def resume(self, parked: Sequence[ParkedJob]) -> PreparedJobs: ...
 
 
+@dataclass(frozen=True)
+class _Parked:
+    pending: PendingJob
+    waiting: ParkedJob
+    since: float  # time.monotonic() when it was first parked
+
+
 class JobPreparer:
     def __init__(
         self,
@@ -61,10 +70,9 @@ class JobPreparer:
         # once the engine has taken the last one, so that batches stay whole.
         self.whole_batches = whole_batches
         self.retry_pause_s = retry_pause_s
-        # jobs waiting for their tenant's knowledge, by key, with when they were parked
-        self._parked: dict[str, tuple[PendingJob, ParkedJob, float]] = {}
+        # jobs waiting for their tenant's knowledge, by key
+        self._parked: dict[str, _Parked] = {}
         self._parked_lock = threading.Lock()
-        self._loading_ended = threading.Event()  # set by a parked job's loading as it ends
 
     def run(self) -> None:
         """Until the batcher closes and the parked jobs are done; then the ready queue
@@ -83,10 +91,12 @@ class JobPreparer:
                     IDLE_TIMEOUT_S, limit=room, wait_for_company=self.whole_batches
                 )
                 if batch is None:
-                    if not self.parked:
+                    with self._parked_lock:
+                        loadings = {entry.waiting.loading for entry in self._parked.values()}
+                    if not loadings:
                         return
                     # stopping: what is parked is claimed, so it finishes
-                    self._loading_ended.wait(IDLE_TIMEOUT_S)
+                    wait(loadings, IDLE_TIMEOUT_S, return_when=FIRST_COMPLETED)
                 elif batch:
                     self.prepare(batch)
         finally:
@@ -110,19 +120,18 @@ class JobPreparer:
 
     def _resume_parked(self) -> None:
         """Route the parked jobs whose tenant's loading has ended, a tenant at a time."""
-        self._loading_ended.clear()  # first: a loading that ends from now on sets it again
         with self._parked_lock:
-            done = [entry for entry in self._parked.values() if entry[1].loading.done()]
-            for pending, _, _ in done:
-                del self._parked[pending.key]
-        by_loading: dict[int, list[tuple[PendingJob, ParkedJob, float]]] = {}
+            done = [entry for entry in self._parked.values() if entry.waiting.loading.done()]
+            for entry in done:
+                del self._parked[entry.pending.key]
+        by_loading: dict[int, list[_Parked]] = {}
         for entry in done:
-            by_loading.setdefault(id(entry[1].loading), []).append(entry)
+            by_loading.setdefault(id(entry.waiting.loading), []).append(entry)
         for entries in by_loading.values():
             self._handle(
-                [pending for pending, _, _ in entries],
-                partial(self.processor.resume, [waiting for _, waiting, _ in entries]),
-                parked_since={pending.key: at for pending, _, at in entries},
+                [entry.pending for entry in entries],
+                partial(self.processor.resume, [entry.waiting for entry in entries]),
+                parked_since={entry.pending.key: entry.since for entry in entries},
             )
 
     def _handle(
@@ -158,8 +167,8 @@ class JobPreparer:
         parked_again = {waiting.job.key for waiting in prepared.parked}
         now = time.monotonic()
         waits = {key: now - at for key, at in parked_since.items() if key not in parked_again}
-        for wait in waits.values():
-            metrics.KNOWLEDGE_WAIT.observe(wait)
+        for seconds in waits.values():
+            metrics.KNOWLEDGE_WAIT.observe(seconds)
         if waits:
             log.info(
                 "parked_jobs_resumed",
@@ -169,7 +178,6 @@ class JobPreparer:
 
     def _on_loading_ended(self, _loading: object) -> None:
         # on the loader's thread: the preparer resumes the parked jobs now, not after its wait
-        self._loading_ended.set()
         self.batcher.interrupt()
 
     def _park(
@@ -179,7 +187,7 @@ class JobPreparer:
         with self._parked_lock:
             for waiting in parked:
                 key = waiting.job.key
-                self._parked[key] = (by_key[key], waiting, since.get(key, now))
+                self._parked[key] = _Parked(by_key[key], waiting, since.get(key, now))
         for waiting in parked:
             waiting.loading.add_done_callback(self._on_loading_ended)
         log.info(

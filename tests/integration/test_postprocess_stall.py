@@ -10,9 +10,7 @@ a new worker must store every result: nothing the stuck worker held is lost.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,20 +25,13 @@ from shared.db.engine import dispose_engine, get_engine, session_scope
 from shared.db.models import Job, JobStatus
 from shared.messaging.celery_config import make_celery
 from shared.messaging.topology import FINALIZE_JOB_TASK, POSTPROCESS_QUEUE_NAME
+from tests.chaos.harness import wait_for
 from tests.conftest import NamespaceFactory, backend_env, prepare_backend, settings_from_env
 from tests.integration.factories import completed_outcome, make_job
 
 pytestmark = pytest.mark.integration
 
 STALL_TIMEOUT_S = 3
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    give_up_at = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > give_up_at:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        time.sleep(0.05)
 
 
 def statuses(settings: Settings, job_ids: list[uuid.UUID]) -> list[JobStatus]:
@@ -86,7 +77,7 @@ def test_a_post_processor_with_every_thread_stuck_exits_and_nothing_it_held_is_l
         transaction.rollback()
 
         stack.spawn(spec)  # as the supervisor starts it again
-        wait_until(
+        wait_for(
             lambda: statuses(settings, jobs) == [JobStatus.COMPLETED] * 3,
             60,
             "every result stored by the restarted post-processor",

@@ -212,13 +212,10 @@ class KnowledgeRegistry:
     def at_versions(self, versions: Mapping[uuid.UUID, int]) -> dict[uuid.UUID, TenantKnowledge]:
         """Each tenant's knowledge at least at the version given (read with the claim of the
         tenant's jobs, so that routing needs no query of its own when nothing changed)."""
-        result = {}
-        for tenant_id, version in versions.items():
-            known = self._tenants.get(tenant_id)
-            if known is None or known.version < version:
-                known = self._load(tenant_id)
-            result[tenant_id] = known
-        return result
+        return {
+            tenant_id: self._held_at(tenant_id, version) or self._load(tenant_id)
+            for tenant_id, version in versions.items()
+        }
 
     def held_or_loading(
         self, versions: Mapping[uuid.UUID, int]
@@ -230,12 +227,17 @@ class KnowledgeRegistry:
         was asked for: ask again once it is done."""
         held, loading = {}, {}
         for tenant_id, version in versions.items():
-            known = self._tenants.get(tenant_id)
-            if known is not None and known.version >= version:
+            known = self._held_at(tenant_id, version)
+            if known is not None:
                 held[tenant_id] = known
             else:
                 loading[tenant_id] = self._load_in_background(tenant_id)
         return held, loading
+
+    def _held_at(self, tenant_id: uuid.UUID, version: int) -> TenantKnowledge | None:
+        """The tenant's knowledge if held at ``version`` or newer."""
+        known = self._tenants.get(tenant_id)
+        return known if known is not None and known.version >= version else None
 
     def _load_in_background(self, tenant_id: uuid.UUID) -> Future[TenantKnowledge]:
         with self._loads_lock:
